@@ -1,0 +1,220 @@
+"""Model adapter: one object that turns benchmark items into model inputs and scores.
+
+Items are plain dicts with the fields of ARCHITECTURE.md section 4 (``question``, ``answer``,
+``image`` (PIL or None), ``options``, ``kind``, ``modality``...). Every text goes through the
+processor's chat template, so training and evaluation see the same prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import MMUError
+
+
+@dataclass
+class Encoded:
+    """One tokenised example: prompt ids, target ids (answer + eos) and an image slot."""
+
+    prompt_ids: list[int]
+    target_ids: list[int]
+    pixel_values: torch.Tensor | None  # (3, H, W) or None for text-only items
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class LlavaAdapter:
+    """Adapter for LLaVA-style models (``LlavaForConditionalGeneration`` and friends)."""
+
+    family = "llava"
+
+    def __init__(self, model: nn.Module, processor: Any, device: str | torch.device | None = None):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.device = pick_device(device) if not isinstance(device, torch.device) else device
+        self.model.to(self.device)
+        self.image_token = getattr(processor, "image_token", "<image>")
+        self.n_image_tokens = self._count_image_tokens()
+        self._prompt_cache: dict[tuple[str, bool], list[int]] = {}
+
+    # ------------------------------------------------------------ module map
+    @property
+    def vision_modules(self) -> nn.Module:
+        return self.model.model.vision_tower
+
+    @property
+    def projector_modules(self) -> nn.Module:
+        return self.model.model.multi_modal_projector
+
+    @property
+    def language_modules(self) -> list[nn.Module]:
+        return [self.model.model.language_model, self.model.lm_head]
+
+    # ------------------------------------------------------------ encoding
+    def _count_image_tokens(self) -> int:
+        from PIL import Image
+
+        cfg = self.processor.image_processor
+        size = cfg.crop_size["height"] if getattr(cfg, "crop_size", None) else 32
+        probe = self.processor(text=[self.image_token], images=[Image.new("RGB", (size, size))],
+                               return_tensors="pt")
+        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        return int((probe["input_ids"] == image_id).sum())
+
+    def prompt_text(self, question: str, has_image: bool) -> str:
+        content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": question}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def prompt_ids(self, question: str, has_image: bool) -> list[int]:
+        key = (question, has_image)
+        if key not in self._prompt_cache:
+            text = self.prompt_text(question, has_image)
+            # The processor expands one <image> into n visual tokens; do the same without
+            # re-processing the image for every question.
+            text = text.replace(self.image_token, self.image_token * self.n_image_tokens)
+            self._prompt_cache[key] = self.tokenizer(text)["input_ids"]
+        return list(self._prompt_cache[key])
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def pixel_values(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        out: list[torch.Tensor] = []
+        for i in range(0, len(images), 256):
+            chunk = list(images[i:i + 256])
+            px = self.processor.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            out.extend(px)
+        return out
+
+    def encode(self, items: Sequence[dict], answers: Sequence[str] | None = None) -> list[Encoded]:
+        """Tokenise ``items`` (with their gold answers, or ``answers`` when given)."""
+        with_image = [i for i, it in enumerate(items) if it.get("image") is not None]
+        pixels: dict[int, torch.Tensor] = {}
+        if with_image:
+            # Items from the same rendering share one PIL object: process each image once.
+            uniq: dict[int, int] = {}
+            imgs = []
+            for i in with_image:
+                key = id(items[i]["image"])
+                if key not in uniq:
+                    uniq[key] = len(imgs)
+                    imgs.append(items[i]["image"])
+            px = self.pixel_values(imgs)
+            for i in with_image:
+                pixels[i] = px[uniq[id(items[i]["image"])]]
+        out = []
+        for i, it in enumerate(items):
+            ans = it["answer"] if answers is None else answers[i]
+            out.append(Encoded(self.prompt_ids(it["question"], i in pixels), self.answer_ids(ans),
+                               pixels.get(i)))
+        return out
+
+    def collate(self, batch: Sequence[Encoded], with_targets: bool = True, left_pad: bool = False) -> dict[str, torch.Tensor]:
+        """Pad a batch. Labels are -100 everywhere but the target tokens."""
+        pad = self.tokenizer.pad_token_id
+        seqs, labels = [], []
+        for e in batch:
+            ids = e.prompt_ids + (e.target_ids if with_targets else [])
+            lab = [-100] * len(e.prompt_ids) + (e.target_ids if with_targets else [])
+            seqs.append(ids)
+            labels.append(lab)
+        n = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+        attn = torch.zeros((len(seqs), n), dtype=torch.long)
+        lab_t = torch.full((len(seqs), n), -100, dtype=torch.long)
+        for r, (s, l) in enumerate(zip(seqs, labels)):
+            sl = slice(n - len(s), n) if left_pad else slice(0, len(s))
+            input_ids[r, sl] = torch.tensor(s)
+            attn[r, sl] = 1
+            lab_t[r, sl] = torch.tensor(l)
+        out = {"input_ids": input_ids, "attention_mask": attn}
+        if with_targets:
+            out["labels"] = lab_t
+        px = [e.pixel_values for e in batch if e.pixel_values is not None]
+        if px:
+            # Mixed batches are fine: LLaVA scatters image features onto image-token positions in
+            # order, so only rows that have an image contribute pixel_values.
+            out["pixel_values"] = torch.stack(px)
+        return {k: v.to(self.device) for k, v in out.items()}
+
+    # ------------------------------------------------------------ scoring
+    def forward_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Token-mean NLL over the target tokens of the batch."""
+        labels = batch["labels"]
+        out = self.model(**{k: v for k, v in batch.items() if k != "labels"})
+        logits = out.logits[:, :-1].float()
+        tgt = labels[:, 1:]
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
+
+    def token_logprobs(self, encoded: Sequence[Encoded], batch_size: int = 64,
+                       with_distribution: bool = False) -> list[dict[str, torch.Tensor]]:
+        """Per-token log-probs of each example's target tokens (eos included), on CPU.
+
+        With ``with_distribution``, also the mean and std of log p under the model's own
+        next-token distribution at each target position (Min-K%++).
+        """
+        results: list[dict[str, torch.Tensor]] = []
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(encoded), batch_size):
+                chunk = encoded[i:i + batch_size]
+                batch = self.collate(chunk)
+                labels = batch.pop("labels")
+                logits = self.model(**batch).logits[:, :-1].float()
+                logp = torch.log_softmax(logits, dim=-1)
+                tgt = labels[:, 1:]
+                mask = tgt != -100
+                tok = logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                if with_distribution:
+                    p = logp.exp()
+                    mu = (p * logp).sum(-1)
+                    var = (p * logp.pow(2)).sum(-1) - mu.pow(2)
+                for r in range(len(chunk)):
+                    rec = {"logprobs": tok[r][mask[r]].cpu()}
+                    if with_distribution:
+                        rec["mu"] = mu[r][mask[r]].cpu()
+                        rec["sigma"] = var[r][mask[r]].clamp(min=1e-6).sqrt().cpu()
+                    results.append(rec)
+        return results
+
+    def generate(self, items: Sequence[dict], max_new_tokens: int = 50, batch_size: int = 64) -> list[str]:
+        """Greedy decoding of answers (text after the prompt, special tokens stripped)."""
+        encoded = self.encode(items)
+        texts: list[str] = []
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(encoded), batch_size):
+                chunk = encoded[i:i + batch_size]
+                batch = self.collate(chunk, with_targets=False, left_pad=True)
+                out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=self.tokenizer.eos_token_id)
+                new = out[:, batch["input_ids"].shape[1]:]
+                texts += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return texts
+
+    def visual_features(self, images: Sequence[Any], layer: str = "projector") -> torch.Tensor:
+        """Visual token features (batch, tokens, dim) at the projector output (with gradients)."""
+        px = torch.stack(self.pixel_values(images)).to(self.device)
+        if layer != "projector":
+            raise MMUError(f"visual feature point {layer!r} not supported; expected 'projector'")
+        feats = self.model.model.get_image_features(pixel_values=px)
+        feats = getattr(feats, "pooler_output", feats)
+        if isinstance(feats, (list, tuple)):
+            feats = torch.stack(list(feats))
+        return feats
+
+
+def iter_batches(seq: Sequence, n: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

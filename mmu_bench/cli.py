@@ -1,0 +1,137 @@
+"""Command line: a thin layer over the Python API (every command is a plain function call)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import MMUError
+
+
+def _world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=100, help="number of fictitious profiles (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    p.add_argument("--cache-dir", default=None, help="cache directory (default $MMU_BENCH_CACHE or ~/.cache/mmu-bench)")
+    p.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a zoo training recipe field (repeatable), e.g. base_steps=600")
+
+
+def _forget_split(value: str) -> str:
+    from .zoo import FORGET_SPLITS
+
+    if value not in FORGET_SPLITS:
+        raise argparse.ArgumentTypeError(f"unknown forget split {value!r}; expected one of {', '.join(FORGET_SPLITS)}")
+    return value
+
+
+def _zoo(args):
+    from .config import apply_overrides, parse_pairs
+    from .tasks.synthetic.world import WorldConfig
+    from .zoo import Zoo, ZooRecipe
+
+    try:
+        cfg = WorldConfig(size=args.size, seed=args.seed).resolved()
+    except ValueError as e:
+        raise MMUError(str(e)) from None
+    recipe = apply_overrides(ZooRecipe, parse_pairs(args.zoo_set, "zoo recipe"), "zoo recipe")
+    return Zoo(cfg, recipe=recipe, cache_dir=args.cache_dir, progress=not args.quiet,
+               device=getattr(args, "device", None))
+
+
+def cmd_world_build(args) -> int:
+    from .tasks.synthetic.dataset import build_world
+
+    t0 = time.time()
+    zoo = _zoo(args)
+    path = build_world(zoo.world.config, args.cache_dir)
+    print(f"world {zoo.world.config.fingerprint()}: {path}")
+    if not args.no_zoo:
+        for name in ("base", "finetuned", "retrain", "retrain_visual"):
+            split = args.forget_split if name.startswith("retrain") else None
+            p = zoo.path(name, split)
+            print(f"  {name:<15} {p}")
+    print(f"done in {time.time() - t0:.1f} s")
+    return 0
+
+
+def cmd_world_check(args) -> int:
+    from .cache import write_json_atomic
+    from .worldcheck import format_check, world_check
+
+    zoo = _zoo(args)
+    t0 = time.time()
+    for name in ("base", "finetuned", "retrain", "retrain_visual"):  # build first: timings stay honest
+        zoo.path(name, args.forget_split if name.startswith("retrain") else None)
+    t1 = time.time()
+    report = world_check(zoo, args.forget_split)
+    report["build_seconds"] = round(t1 - t0, 2)
+    report["check_seconds"] = round(time.time() - t1, 2)
+    print(format_check(report))
+    print(f"built/verified zoo in {report['build_seconds']} s; evaluated in {report['check_seconds']} s")
+    if args.out:
+        write_json_atomic(args.out, {m: v for m, v in report["models"].items()} | {"_report": {
+            k: v for k, v in report.items() if k != "models"}})
+        print(f"wrote {args.out}")
+    return 0 if report["valid"] or not args.strict else 1
+
+
+def cmd_world_export(args) -> int:
+    from .tasks.synthetic.mllmu_export import export_mllmu
+
+    zoo_world = _zoo(args).world
+    out = export_mllmu(zoo_world, Path(args.out), overwrite=args.overwrite)
+    print(f"wrote the world in MLLMU-Bench layout to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="mmu-bench", description="Benchmark suite for unlearning in multimodal LLMs.")
+    parser.add_argument("--version", action="version", version=f"mmu-bench {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    world = sub.add_parser("world", help="the built-in synthetic world and its model zoo")
+    wsub = world.add_subparsers(dest="world_command", required=True)
+    b = wsub.add_parser("build", help="draw the world and build its zoo (cached)")
+    _world_args(b)
+    b.add_argument("--forget-split", type=_forget_split, default="forget_10")
+    b.add_argument("--no-zoo", action="store_true", help="only draw the world")
+    b.set_defaults(func=cmd_world_build)
+    c = wsub.add_parser("check", help="evaluate base / finetuned / retrain / retrain_visual and check validity")
+    _world_args(c)
+    c.add_argument("--forget-split", type=_forget_split, default="forget_10")
+    c.add_argument("--out", default=None, help="write {model: {metric: value}} JSON here")
+    c.add_argument("--strict", action="store_true", help="exit 1 when a validity relation fails")
+    c.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when present)")
+    c.set_defaults(func=cmd_world_check)
+    e = wsub.add_parser("export", help="write the world in another benchmark's layout")
+    _world_args(e)
+    e.add_argument("--format", choices=["mllmu"], default="mllmu")
+    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(func=cmd_world_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MMUError as e:
+        print(f"mmu-bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmu-bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The model zoo of the synthetic benchmark: base, finetuned, and per forget split the retrain
+oracle and the retrain_visual oracle.
+
+- ``base``: from random init; learns the utility pictures (shape / colour / pattern / accessory /
+  backdrop) and the public figures (``real``), vqa and qa.
+- ``finetuned``: base + every fictitious profile (vqa on the train renderings, qa), with replay of
+  the base data in every batch.
+- ``retrain@forget_k``: base + the retain profiles only (the oracle: never saw the forget set).
+- ``retrain_visual@forget_k``: base + every profile's text facts + the retain profiles' images:
+  it knows the forget entities by name but has never seen them (the visual-unlearning oracle).
+
+Each model is a ``save_pretrained`` folder (safetensors + processor) under
+``<cache>/zoo/<key>/<name>``, where key hashes the world, model and recipe configs. Folders are
+built atomically and verified on load (see cache.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from . import __version__
+from .adapter import LlavaAdapter, pick_device
+from .cache import build_entry, cache_root, entry_problem, read_manifest
+from .engine import MixtureSampler, TrainConfig, train
+from .errors import MMUError
+from .tasks.synthetic.world import FORGET_PERCENTS, World, WorldConfig
+from .tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+
+ZOO_VERSION = 1
+MODEL_NAMES = ("base", "finetuned", "retrain", "retrain_visual")
+FORGET_SPLITS = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """How the zoo is trained (warmup + cosine decay; a constant rate stalls short of memorising).
+
+    Args:
+        batch_size: examples per step.
+        lr: peak learning rate (higher rates stall the image path of the tiny model).
+        base_steps: steps for the base model (from random init).
+        finetune_steps: steps for finetuned / retrain / retrain_visual (each from base).
+        replay_share: share of every batch given to base data (public figures + utility) when
+            fine-tuning, so base knowledge survives.
+        warmup: warmup fraction.
+        seed: training seed.
+    """
+
+    batch_size: int = 32
+    lr: float = 5e-4
+    base_steps: int = 1200
+    finetune_steps: int = 1500
+    replay_share: float = 0.25
+    warmup: float = 0.05
+    seed: int = 0
+
+
+def model_label(name: str, split: str | None) -> str:
+    return name if name in ("base", "finetuned") else f"{name}@{split}"
+
+
+class Zoo:
+    """Builds on demand, caches and loads the zoo models of one world."""
+
+    def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | None = None,
+                 recipe: ZooRecipe | None = None, cache_dir: str | Path | None = None,
+                 progress: bool = True, device: str | None = None):
+        self.world = world if isinstance(world, World) else World(world or WorldConfig())
+        self.model_config = model or TinyLlavaConfig()
+        self.recipe = recipe or ZooRecipe()
+        self.progress = progress
+        self.device = pick_device(device)
+        blob = json.dumps({"world": self.world.config.fingerprint(), "model": self.model_config.as_dict(),
+                           "recipe": asdict(self.recipe), "zoo": ZOO_VERSION}, sort_keys=True)
+        self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        self.root = cache_root(cache_dir) / "zoo" / self.key
+        self._processor = None
+
+    # ------------------------------------------------------------ paths
+    def dir_name(self, name: str, split: str | None = None) -> str:
+        self._check(name, split)
+        return name if name in ("base", "finetuned") else f"{name}-{split}"
+
+    def _check(self, name: str, split: str | None) -> None:
+        if name not in MODEL_NAMES:
+            raise MMUError(f"unknown zoo model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+        if name in ("retrain", "retrain_visual") and split not in FORGET_SPLITS:
+            raise MMUError(f"zoo model {name!r} needs a forget split, one of {', '.join(FORGET_SPLITS)}; "
+                           f"got {split!r}")
+
+    def entry_key(self, name: str, split: str | None) -> str:
+        return f"{self.key}/{self.dir_name(name, split)}"
+
+    def status(self, name: str, split: str | None = None) -> str | None:
+        """None if the model is built and intact, else why not."""
+        return entry_problem(self.root / self.dir_name(name, split), self.entry_key(name, split))
+
+    def path(self, name: str, split: str | None = None) -> Path:
+        """The model's folder, building it (and what it starts from) if needed."""
+        path = self.root / self.dir_name(name, split)
+        problem = entry_problem(path, self.entry_key(name, split))
+        if problem is None:
+            return path
+        if problem != "missing":
+            print(f"mmu-bench: zoo entry {path} is {problem}; rebuilding it", file=sys.stderr)
+        self._build(name, split, path)
+        return path
+
+    def load(self, name: str, split: str | None = None, device: str | None = None) -> LlavaAdapter:
+        path = self.path(name, split)
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path)
+        return LlavaAdapter(model, processor, device or self.device)
+
+    def build_time(self, name: str, split: str | None = None) -> float | None:
+        try:
+            return float(read_manifest(self.path(name, split)).get("train_seconds"))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    # ------------------------------------------------------------ building
+    def processor(self):
+        if self._processor is None:
+            tok = build_tokenizer(self.world.corpus(), self.model_config.vocab_size)
+            self._processor = build_processor(tok, self.model_config)
+        return self._processor
+
+    def _training_items(self, name: str, split: str | None) -> tuple[list[dict], list[dict]]:
+        """(new data, replay data) for a model."""
+        w = self.world
+        base_data = _balance(w.split_items("utility") + w.split_items("real"), w.config.train_renders)
+        if name == "base":
+            return base_data, []
+        if name == "finetuned":
+            data = w.split_items("full")
+        elif name == "retrain":
+            data = w.split_items(f"retain_{100 - int(split.split('_')[1])}")
+        else:  # retrain_visual: text facts of everyone, images of retained entities only
+            forget = set(w.forget_ids[split])
+            data = [it for it in w.split_items("full")
+                    if it["modality"] == "qa" or it["entity_id"] not in forget]
+        return _balance(data, w.config.train_renders), base_data
+
+    def _build(self, name: str, split: str | None, path: Path) -> None:
+        r = self.recipe
+        proc = self.processor()
+        if name == "base":
+            model = build_model(proc.tokenizer, self.model_config, seed=r.seed)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(self.path("base"))
+        adapter = LlavaAdapter(model, proc, self.device)
+        data, replay = self._training_items(name, split)
+        steps = r.base_steps if name == "base" else r.finetune_steps
+        enc_data = adapter.encode(data)
+        sources = [(enc_data, 1.0 - r.replay_share)] + ([(adapter.encode(replay), r.replay_share)] if replay else [])
+        sampler = MixtureSampler(sources, r.batch_size, seed=r.seed)
+        model.train()
+
+        def loss_fn(step: int) -> torch.Tensor:
+            return adapter.forward_loss(adapter.collate(sampler.next()))
+
+        t0 = time.time()
+        result = train(list(model.parameters()), loss_fn,
+                       TrainConfig(steps=steps, lr=r.lr, warmup=r.warmup, seed=r.seed,
+                                   progress=self.progress, desc=f"zoo {model_label(name, split)}"),
+                       device=adapter.device)
+        seconds = time.time() - t0
+        model.eval()
+
+        def write(tmp: Path) -> dict:
+            model.save_pretrained(tmp)
+            proc.save_pretrained(tmp)
+            return {"train_seconds": round(seconds, 2), "final_loss": result.losses[-1]}
+
+        build_entry(path, self.entry_key(name, split), write,
+                    meta={"name": name, "split": split, "world": asdict(self.world.config),
+                          "model": self.model_config.as_dict(), "recipe": asdict(r),
+                          "mmu_bench": __version__, "steps": steps, "examples": len(data)})
+
+
+def _balance(items: list[dict], copies: int) -> list[dict]:
+    """vqa items exist once per rendering, qa items once: repeat qa so both are seen equally."""
+    vqa = [it for it in items if it["modality"] == "vqa"]
+    qa = [it for it in items if it["modality"] == "qa"]
+    return vqa + qa * copies

@@ -1,0 +1,52 @@
+"""Shared, session-scoped fixtures: one small world and its zoo, trained once per test run."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from mmu_bench.tasks.synthetic.world import World, WorldConfig  # noqa: E402
+from mmu_bench.zoo import Zoo, ZooRecipe  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# The small world every test shares: 20 profiles (forget_10 = 2 entities), 4 public figures,
+# 4 holdout profiles, 100 utility pictures.
+SMALL_WORLD = WorldConfig(size=20, seed=0)
+SMALL_RECIPE = ZooRecipe(base_steps=900, finetune_steps=700)
+SMALL_RECIPE_ARGS = ["--zoo-set", "base_steps=900", "--zoo-set", "finetune_steps=700"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("mmu-cache")
+
+
+@pytest.fixture(scope="session")
+def small_world() -> World:
+    return World(SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def small_zoo(cache_dir, small_world) -> Zoo:
+    return Zoo(small_world, recipe=SMALL_RECIPE, cache_dir=cache_dir, progress=False, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_check(small_zoo):
+    from mmu_bench.worldcheck import world_check
+
+    return world_check(small_zoo, "forget_10")
+
+
+@pytest.fixture(scope="session")
+def finetuned(small_zoo):
+    return small_zoo.load("finetuned")
