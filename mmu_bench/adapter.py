@@ -187,6 +187,50 @@ class LlavaAdapter:
                     results.append(rec)
         return results
 
+    def option_logprobs(self, items: Sequence[dict], batch_size: int = 64) -> list[list[torch.Tensor]]:
+        """Per-token log-probs of every option text of every item (no eos), on CPU.
+
+        The prompt (image included) runs once per item; its KV cache is repeated for the options,
+        which are scored in one more pass. Same numbers as scoring prompt + option as full
+        sequences (up to float error), at a fraction of the cost when prompts are long.
+        """
+        results: list[list[torch.Tensor]] = []
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(0, len(items), batch_size):
+                chunk = list(items[i:i + batch_size])
+                k = len(chunk[0]["options"])
+                if any(len(it["options"]) != k for it in chunk):
+                    raise MMUError("items scored together must have the same number of options")
+                enc = self.encode(chunk, answers=[""] * len(chunk))
+                batch = self.collate(enc, with_targets=False, left_pad=True)
+                attn = batch["attention_mask"]
+                pos = (attn.cumsum(-1) - 1).clamp(min=0)
+                out = self.model(**batch, position_ids=pos, use_cache=True)
+                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(k, 0)
+                cache = out.cache
+                cache.batch_repeat_interleave(k)
+                opts = [self.tokenizer(" " + o, add_special_tokens=False)["input_ids"]
+                        for it in chunk for o in it["options"]]
+                n = max(len(o) for o in opts)
+                ids = torch.full((len(opts), n), self.tokenizer.pad_token_id, dtype=torch.long)
+                oattn = torch.zeros((len(opts), n), dtype=torch.long)
+                for r, o in enumerate(opts):
+                    ids[r, :len(o)] = torch.tensor(o)
+                    oattn[r, :len(o)] = 1
+                ids, oattn = ids.to(self.device), oattn.to(self.device)
+                full_attn = torch.cat([attn.repeat_interleave(k, 0), oattn], dim=1)
+                opos = attn.sum(-1, keepdim=True).repeat_interleave(k, 0) + torch.arange(n, device=self.device)
+                logits = self.model(input_ids=ids, attention_mask=full_attn, position_ids=opos,
+                                    cache=cache, use_cache=False).logits.float()
+                logp = torch.log_softmax(logits, dim=-1)
+                # token 0 is predicted by the prompt's last position, token j by option position j-1
+                pred = torch.cat([first.unsqueeze(1), logp[:, :-1]], dim=1)
+                tok = pred.gather(-1, ids.unsqueeze(-1)).squeeze(-1).cpu()
+                for j in range(len(chunk)):
+                    results.append([tok[j * k + q][: len(opts[j * k + q])] for q in range(k)])
+        return results
+
     def generate(self, items: Sequence[dict], max_new_tokens: int = 50, batch_size: int = 64) -> list[str]:
         """Greedy decoding of answers (text after the prompt, special tokens stripped)."""
         encoded = self.encode(items)

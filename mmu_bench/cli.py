@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mmu-bench {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
+    from . import plugins
+
+    plugins.add_global_flag(parser)
+    plugins.add_commands(sub)
 
     world = sub.add_parser("world", help="the built-in synthetic world and its model zoo")
     wsub = world.add_subparsers(dest="world_command", required=True)
@@ -123,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "no_plugins", False):
+        from .plugins import set_disabled
+
+        set_disabled(True)
     try:
         return int(args.func(args) or 0)
     except MMUError as e:

@@ -90,19 +90,12 @@ def parse_letter(text: str) -> int:
 
 
 def score_mcq_loglik(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
-    flat_items, answers = [], []
     for it in items:
         if len(it["options"]) != 4:
             raise MMUError(f"mcq item {it['id']!r} has {len(it['options'])} options; expected 4")
-        for o in it["options"]:
-            flat_items.append(it)
-            answers.append(o)
-    enc = adapter.encode(flat_items, answers=answers)
-    lps = adapter.token_logprobs(enc, batch_size=cfg.batch_size * 4)
+    lps = adapter.option_logprobs(items, batch_size=cfg.batch_size)
     out = []
-    for n, it in enumerate(items):
-        # Drop the eos token: the option is scored as text, not as a complete answer.
-        opt_lp = [lps[4 * n + k]["logprobs"][:-1] for k in range(4)]
+    for it, opt_lp in zip(items, lps):
         sums = np.array([float(lp.sum()) for lp in opt_lp])
         means = np.array([float(lp.mean()) for lp in opt_lp])
         pred = int(sums.argmax())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -27,7 +28,9 @@ SMALL_RECIPE_ARGS = ["--zoo-set", "base_steps=900", "--zoo-set", "finetune_steps
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("mmu-cache")
+    # MMU_BENCH_TEST_CACHE keeps the small zoo between local runs; CI starts from nothing.
+    keep = os.environ.get("MMU_BENCH_TEST_CACHE")
+    return Path(keep) if keep else tmp_path_factory.mktemp("mmu-cache")
 
 
 @pytest.fixture(scope="session")

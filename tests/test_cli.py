@@ -1,0 +1,64 @@
+"""The CLI: world check / build / export on the small world, and bad input as one clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mmu_bench.cli import main
+
+from conftest import SMALL_RECIPE_ARGS
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "mmu_bench.cli", *args], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_world_check_prints_table_and_writes_json(small_zoo, small_check, cache_dir, tmp_path, capsys):
+    out = tmp_path / "check.json"
+    rc = main(["-q", "world", "check", "--size", "20", "--cache-dir", str(cache_dir), *SMALL_RECIPE_ARGS,
+               "--out", str(out), "--strict"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "| metric" in text and "retrain_visual@forget_10" in text and "zoo is a VALID testbed" in text
+    data = json.loads(out.read_text())
+    assert set(data) >= {"base", "finetuned", "retrain", "retrain_visual"}
+    # the CLI reuses the cached zoo and gets the same numbers as the Python API
+    assert data["finetuned"] == small_check["models"]["finetuned"]
+
+
+def test_world_export_writes_mllmu_layout(cache_dir, tmp_path, capsys):
+    rc = main(["-q", "world", "export", "--size", "20", "--cache-dir", str(cache_dir), "--format", "mllmu",
+               "--out", str(tmp_path / "mllmu")])
+    assert rc == 0
+    assert (tmp_path / "mllmu" / "forget_10" / "train-00000-of-00001.parquet").exists()
+
+
+def test_world_build_without_zoo(cache_dir, capsys):
+    assert main(["-q", "world", "build", "--size", "20", "--cache-dir", str(cache_dir), "--no-zoo"]) == 0
+    assert "world " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["world", "check", "--forget-split", "forget_7"], "unknown forget split 'forget_7'"),
+    (["world", "build", "--size", "0", "--no-zoo"], "world size must be an integer >= 20"),
+    (["world", "build", "--no-zoo", "--zoo-set", "base_step=3"], "unknown zoo recipe key 'base_step'"),
+    (["world", "build", "--no-zoo", "--zoo-set", "base_steps=many"], "expected an integer, got 'many'"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path):
+    r = _run(*args, "--cache-dir", str(tmp_path))
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = _run("world", "build", "--no-zoo", "--cache-dir", str(blocker / "cache"))
+    assert r.returncode == 2 and "is not writable" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,90 @@
+"""The shared training engine: schedule, seeded batching, determinism, divergence, projection."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmu_bench.engine import Diverged, MixtureSampler, TrainConfig, lr_lambda, train
+
+
+def _toy(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(8, 1)
+
+
+def _loss_fn(model):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 8, generator=g)
+    y = x @ torch.arange(8.0).unsqueeze(1)
+    return lambda step: torch.nn.functional.mse_loss(model(x), y)
+
+
+def test_warmup_then_cosine_decay():
+    f = lr_lambda(TrainConfig(steps=100, warmup=0.1, min_lr_ratio=0.0))
+    assert f(0) == pytest.approx(0.1)
+    assert f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5, abs=0.02)
+    assert f(100) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    a, b = _toy(), _toy()
+    ra = train(list(a.parameters()), _loss_fn(a), TrainConfig(steps=200, lr=0.05, progress=False))
+    rb = train(list(b.parameters()), _loss_fn(b), TrainConfig(steps=200, lr=0.05, progress=False))
+    assert ra.losses[-1] < 0.05 * ra.losses[0]
+    assert ra.losses == rb.losses
+    assert torch.equal(a.weight, b.weight)
+
+
+def test_non_finite_loss_raises_diverged_at_the_step():
+    m = _toy()
+    base = _loss_fn(m)
+
+    def loss(step):
+        return base(step) * (float("nan") if step == 3 else 1.0)
+
+    with pytest.raises(Diverged) as e:
+        train(list(m.parameters()), loss, TrainConfig(steps=10, progress=False))
+    assert e.value.step == 3 and math.isnan(e.value.loss)
+    assert torch.isfinite(m.weight).all()
+
+
+def test_project_update_transforms_the_final_optimizer_update():
+    m = _toy()
+    before = m.weight.detach().clone()
+    mask = torch.zeros_like(before)
+    mask[0, :4] = 1.0
+
+    def project(p, delta):
+        return delta * mask if p.shape == mask.shape else delta * 0
+
+    train(list(m.parameters()), _loss_fn(m), TrainConfig(steps=20, lr=0.05, weight_decay=0.0, progress=False),
+          project_update=project)
+    change = (m.weight - before).abs()
+    assert change[0, :4].sum() > 0
+    assert torch.equal(change[0, 4:], torch.zeros(4))
+
+
+def test_stop_rule_ends_training_early():
+    m = _toy()
+    r = train(list(m.parameters()), _loss_fn(m), TrainConfig(steps=50, progress=False),
+              should_stop=lambda step: step == 4)
+    assert r.steps == 5 and r.stopped_early
+
+
+def test_mixture_sampler_shares_and_coverage():
+    s = MixtureSampler([(list(range(10)), 0.75), (list(range(100, 104)), 0.25)], batch_size=8, seed=0)
+    seen = []
+    for _ in range(5):
+        b = s.next()
+        assert len(b) == 8 and sum(x >= 100 for x in b) == 2
+        seen += [x for x in b if x < 100]
+    # every new example is seen equally often (epochs, not sampling with replacement)
+    assert sorted(seen) == sorted(list(range(10)) * 3)
+    again = MixtureSampler([(list(range(10)), 0.75), (list(range(100, 104)), 0.25)], batch_size=8, seed=0)
+    s2 = MixtureSampler([(list(range(10)), 0.75), (list(range(100, 104)), 0.25)], batch_size=8, seed=0)
+    assert [again.next() for _ in range(3)] == [s2.next() for _ in range(3)]

@@ -1,0 +1,94 @@
+"""The zoo is a valid unlearning testbed (V1 at small size); cache safety; bad input."""
+
+from __future__ import annotations
+
+import json
+import pytest
+
+from mmu_bench.cache import MANIFEST
+from mmu_bench.errors import MMUError
+from mmu_bench.zoo import Zoo, ZooRecipe
+
+from conftest import SMALL_WORLD
+
+
+def test_zoo_is_valid_at_small_size(small_check):
+    failed = [c for c in small_check["relations"] if not c["ok"]]
+    assert not failed, failed
+
+
+def test_oracles_know_what_they_should(small_check):
+    m = small_check["models"]
+    # finetuned knows the forget set; the oracle is near chance; retrain_visual knows it by name only
+    assert m["finetuned"]["forget.vqa.mcq.acc"] >= 0.95
+    assert m["retrain"]["forget.vqa.mcq.acc"] <= 0.4
+    assert m["retrain_visual"]["forget.qa.mcq.acc"] >= 0.95 > 0.4 >= m["retrain_visual"]["forget.vqa.mcq.acc"]
+    # nobody learned the holdout profiles
+    for name in m:
+        assert m[name]["holdout.vqa.mcq.acc"] <= 0.5
+
+
+def test_zoo_folders_load_with_auto_classes(small_zoo):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    path = small_zoo.path("retrain_visual", "forget_10")
+    assert (path / "model.safetensors").exists() and (path / MANIFEST).exists()
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    proc = AutoProcessor.from_pretrained(path)
+    assert type(model).__name__ == "LlavaForConditionalGeneration" and proc.tokenizer is not None
+    assert small_zoo.status("retrain_visual", "forget_10") is None
+
+
+@pytest.fixture()
+def quick_zoo(tmp_path, small_world):
+    return Zoo(small_world, recipe=ZooRecipe(base_steps=3, finetune_steps=3), cache_dir=tmp_path,
+               progress=False, device="cpu")
+
+
+def test_corrupt_entry_is_detected_and_rebuilt(quick_zoo, capsys):
+    path = quick_zoo.path("base")
+    weights = path / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-100] + b"\0" * 100)
+    assert "corrupt" in quick_zoo.status("base")
+    rebuilt = quick_zoo.path("base")
+    assert "is corrupt (model.safetensors does not match its checksum); rebuilding" in capsys.readouterr().err
+    assert quick_zoo.status("base") is None and (rebuilt / "model.safetensors").read_bytes() == good
+
+
+def test_half_written_entry_is_rebuilt(quick_zoo, capsys):
+    path = quick_zoo.path("base")
+    (path / MANIFEST).unlink()
+    assert quick_zoo.status("base") == "half-written (no manifest)"
+    quick_zoo.path("base")
+    assert "half-written" in capsys.readouterr().err and quick_zoo.status("base") is None
+
+
+def test_stale_entry_is_rebuilt(quick_zoo):
+    path = quick_zoo.path("base")
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["key"] = "something-else"
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    assert quick_zoo.status("base").startswith("stale")
+
+
+def test_zoo_key_depends_on_world_and_recipe(tmp_path, small_world):
+    a = Zoo(small_world, recipe=ZooRecipe(base_steps=3), cache_dir=tmp_path, progress=False)
+    b = Zoo(small_world, recipe=ZooRecipe(base_steps=4), cache_dir=tmp_path, progress=False)
+    c = Zoo(SMALL_WORLD.__class__(size=21), recipe=ZooRecipe(base_steps=3), cache_dir=tmp_path, progress=False)
+    assert len({a.key, b.key, c.key}) == 3
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, small_world):
+    # A path below a regular file cannot be created, even by root (chmod would not stop root).
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    with pytest.raises(MMUError, match="is not writable"):
+        Zoo(small_world, cache_dir=blocker / "cache")
+
+
+def test_unknown_model_or_split_is_a_clear_error(quick_zoo):
+    with pytest.raises(MMUError, match="unknown zoo model 'finetune'"):
+        quick_zoo.path("finetune")
+    with pytest.raises(MMUError, match="needs a forget split"):
+        quick_zoo.path("retrain", "forget_7")
