@@ -88,6 +88,73 @@ def cmd_world_export(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .config import parse_pairs
+    from .report import results_table
+    from .run import RunSpec, run
+
+    hyper = parse_pairs(args.set, "--set")
+    if args.config:
+        hyper = _read_hyper_file(args.config) | hyper
+    spec = RunSpec(method=args.method, benchmark=args.benchmark, model=args.model, protocol=args.protocol,
+                   forget_split=args.forget_split, seed=args.seed, hyper=hyper, out=args.out,
+                   overwrite=args.overwrite, world_size=args.size, world_seed=args.world_seed,
+                   zoo=parse_pairs(args.zoo_set, "zoo recipe"), cache_dir=args.cache_dir, device=args.device,
+                   mcq_mode=args.mcq_mode, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+    outcome = run(spec)
+    rows = dict(outcome.reference)
+    label = args.method if args.method not in rows else f"{args.method} (run)"
+    rows[label] = outcome.metrics
+    notes = {label: "DIVERGED"} if outcome.diverged else None
+    print(results_table(rows, notes=notes))
+    timings = outcome.doc.get("timings", {})
+    print(f"\n{'reused finished run' if outcome.reused else 'wrote'} {outcome.path}"
+          + ("" if outcome.reused else f"  (unlearn {timings.get('unlearn', 0):.1f} s, evaluate {timings.get('evaluate', 0):.1f} s)"))
+    if outcome.diverged:
+        d = outcome.diverged
+        print(f"mmu-bench: method {args.method!r} diverged (loss {d['loss']} at step {d['step']}); "
+              f"metrics are those of the last finite state", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _read_hyper_file(path: str) -> dict:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise MMUError(f"hyper-parameter file {path!r} cannot be read ({e.strerror or e})") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # yaml.YAMLError / json.JSONDecodeError
+        raise MMUError(f"hyper-parameter file {path!r} is not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'}: "
+                       f"{str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise MMUError(f"hyper-parameter file {path!r} must hold a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def cmd_hparams(args) -> int:
+    from tabulate import tabulate
+
+    from .plugins import get_registry
+
+    cls = get_registry().get("methods", args.method)
+    print(f"{cls.name}: {cls.description}")
+    docs = cls.hyper_docs() if hasattr(cls, "hyper_docs") else []
+    if docs:
+        print(tabulate([[n, t, repr(d), h] for n, t, d, h in docs], headers=["key", "type", "default", "meaning"],
+                       tablefmt="github"))
+    else:
+        print("(no hyper-parameters)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -99,6 +166,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins.add_global_flag(parser)
     plugins.add_commands(sub)
+
+    r = sub.add_parser("run", help="unlearn with one method and evaluate every task")
+    r.add_argument("--method", required=True, help="registered method name (mmu-bench ls methods)")
+    r.add_argument("--benchmark", default="synthetic")
+    r.add_argument("--model", default="tiny-llava")
+    r.add_argument("--protocol", default="static")
+    r.add_argument("--forget-split", default="forget_10")
+    r.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="hyper-parameter override (repeatable); mmu-bench hparams METHOD lists them")
+    r.add_argument("--config", default=None, help="YAML or JSON file of hyper-parameters (--set wins)")
+    r.add_argument("--out", default="runs", help="results directory (default runs/)")
+    r.add_argument("--overwrite", action="store_true", help="redo a finished run")
+    r.add_argument("--size", type=int, default=100, help="synthetic world size (default 100)")
+    r.add_argument("--world-seed", type=int, default=0)
+    r.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--device", default=None)
+    r.add_argument("--mcq-mode", choices=["loglik", "generate"], default="loglik")
+    r.add_argument("--max-new-tokens", type=int, default=50, help="generation budget for gen / cloze (default 50)")
+    r.set_defaults(func=cmd_run)
+    h = sub.add_parser("hparams", help="list a method's hyper-parameters with types, defaults and meaning")
+    h.add_argument("method")
+    h.set_defaults(func=cmd_hparams)
 
     world = sub.add_parser("world", help="the built-in synthetic world and its model zoo")
     wsub = world.add_subparsers(dest="world_command", required=True)

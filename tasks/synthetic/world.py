@@ -207,9 +207,9 @@ class World:
 
     # ------------------------------------------------------------ renderings
     def render(self, entity_id: str, render_kind: str, index: int):
-        """Rendering ``index`` of an entity; ``render_kind`` is "train" or "test" (disjoint draws)."""
+        """Rendering ``index`` of an entity; ``render_kind`` is "train", "test" or "val" (disjoint draws)."""
         e = self.by_id[entity_id]
-        stream = {"train": 1, "test": 2}[render_kind]
+        stream = {"train": 1, "test": 2, "val": 4}[render_kind]
         rng = np.random.default_rng([self.config.seed, stream, int(e.id[1:]), ord(e.id[0]), index])
         strength = 0.35 if (render_kind == "train" and index == 0) else 1.0
         return draw.render(e.look, draw.draw_nuisance(rng, strength))
@@ -259,6 +259,17 @@ class World:
                             question=q.format(s=subject), answer=e.facts[f], options=[],
                             answer_index=-1))
         return out
+
+    def validation_items(self, entity_ids: list[str], renders: int = 2) -> list[dict[str, Any]]:
+        """vqa mcq items on fresh "val" renderings: for methods' stopping rules, never reported."""
+        items = []
+        for eid in entity_ids:
+            e = self.by_id[eid]
+            for r in range(renders):
+                image = self.render(eid, "val", r)
+                items += [it for it in self._profile_items(e, "vqa", VQA_SUBJECT, image, r, "val")
+                          if it["kind"] == "mcq"]
+        return items
 
     def utility_items(self) -> list[dict[str, Any]]:
         """Fixed utility pictures (learned by the base model; see docs/world.md for why fixed)."""

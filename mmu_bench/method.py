@@ -1,0 +1,258 @@
+"""The method API.
+
+A method is a class with a ``name``, a one-line ``description``, a typed hyper-parameter
+dataclass ``Hyper`` (every field has a default and a ``help`` text) and
+``unlearn(model, request, context)``. It is registered through the ``mmu_bench_methods`` hook.
+
+Most methods subclass :class:`GradientMethod`: they give a loss and which part of the model
+trains, and the shared engine (mmu_bench/engine.py) does the rest. A method may override
+``project_update`` (transform each final optimizer update, e.g. a null-space projection),
+``should_stop`` (a stopping rule on validation data) or the whole ``unlearn`` (training-free
+methods). A method object lives for a whole protocol run, so it can keep state across requests
+(continual unlearning) on ``self``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from .adapter import LlavaAdapter
+from .config import apply_overrides
+from .engine import MixtureSampler, TrainConfig, train
+from .errors import MMUError
+
+
+def hp(default: Any, help: str, **kw) -> Any:
+    """A documented hyper-parameter field."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class UnlearnRequest:
+    """One forget request: the items to forget (training form) and their entities."""
+
+    forget: list[dict]
+    forget_entities: list[str]
+    index: int = 0  # position in a sequence of requests (continual protocol)
+
+
+@dataclass
+class UnlearnContext:
+    """What a method may use besides the request.
+
+    ``retain``: retain items (training form). ``reference(name)`` loads a frozen zoo model as an
+    adapter ("finetuned", "base", "retrain", "retrain_visual"), cached. ``validation``: held-out
+    forget / retain items for stopping rules (never the reported evaluation items).
+    ``log(key, value)`` records method diagnostics into the run's metrics.json under "method".
+    """
+
+    retain: list[dict]
+    seed: int = 0
+    device: torch.device | None = None
+    progress: bool = True
+    reference: Callable[[str], LlavaAdapter] | None = None
+    validation: dict[str, list[dict]] = field(default_factory=dict)
+    logs: dict[str, Any] = field(default_factory=dict)
+
+    def log(self, key: str, value: Any) -> None:
+        self.logs[key] = value
+
+
+@dataclass
+class Hyper:
+    """Base for hyper-parameter dataclasses."""
+
+
+class Method:
+    """Base class of every unlearning method."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Hyper: ClassVar[type] = Hyper
+    #: for reference pseudo-methods: which zoo model the run evaluates instead of unlearning
+    zoo_model: ClassVar[str] = "finetuned"
+
+    def __init__(self, hyper: Any = None, **overrides: Any):
+        if hyper is None:
+            hyper = self.Hyper()
+        if overrides:
+            hyper = apply_overrides(hyper, overrides, f"{self.name} hyper-parameter")
+        self.hyper = hyper
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "Method":
+        return cls(apply_overrides(cls.Hyper, overrides, f"{cls.name} hyper-parameter"))
+
+    @classmethod
+    def hyper_docs(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, help) of every hyper-parameter."""
+        import typing
+
+        hints = typing.get_type_hints(cls.Hyper)
+        out = []
+        for f in dataclasses.fields(cls.Hyper):
+            t = hints.get(f.name, f.type)
+            if typing.get_origin(t) is typing.Literal:
+                name = " | ".join(map(str, typing.get_args(t)))
+            else:
+                name = getattr(t, "__name__", str(t))
+            out.append((f.name, name, f.default, f.metadata.get("help", "")))
+        return out
+
+    def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
+        raise NotImplementedError
+
+
+def build_method(cls: type, overrides: dict[str, Any]) -> Any:
+    """Instantiate a registered method class with type-checked hyper-parameter overrides.
+
+    Works for third-party classes that only follow the protocol (``Hyper`` dataclass taken by the
+    constructor) without subclassing :class:`Method`.
+    """
+    if hasattr(cls, "from_overrides"):
+        return cls.from_overrides(overrides)
+    hyper_cls = getattr(cls, "Hyper", None)
+    if hyper_cls is not None and dataclasses.is_dataclass(hyper_cls):
+        return cls(apply_overrides(hyper_cls, overrides, f"{cls.name} hyper-parameter"))
+    if overrides:
+        raise MMUError(f"method {cls.name!r} takes no hyper-parameters; got {', '.join(overrides)}")
+    return cls()
+
+
+# ---------------------------------------------------------------- shared pieces for gradient methods
+Trainable = Literal["llm", "vision", "all"]
+
+
+@dataclass
+class GradientHyper(Hyper):
+    steps: int = hp(40, "optimizer steps")
+    lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)")
+    batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)")
+    trainable: Trainable = hp("llm", "which part trains: llm | vision (tower + projector) | all")
+    lora: bool = hp(False, "train LoRA adapters (peft) on the LLM's linear layers instead of full weights "
+                           "(trainable=llm only); merged into the weights afterwards")
+    lora_rank: int = hp(16, "LoRA rank (MLLMU-Bench uses 16)")
+    lora_alpha: int = hp(32, "LoRA alpha")
+    lora_targets: str = hp("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+                           "comma-separated LLM module names that get LoRA adapters")
+    warmup: float = hp(0.1, "warmup fraction of steps")
+    grad_clip: float = hp(1.0, "max gradient norm (0 disables)")
+    weight_decay: float = hp(0.0, "AdamW weight decay")
+    forget_modalities: str = hp("vqa,qa", "which forget items train: vqa, qa or both (comma-separated)")
+
+
+def select_parameters(model: LlavaAdapter, trainable: str) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the chosen part; returns its parameters."""
+    parts: dict[str, list[nn.Module]] = {
+        "llm": list(model.language_modules),
+        "vision": [model.vision_modules, model.projector_modules],
+        "all": [model.model],
+    }
+    if trainable not in parts:
+        raise MMUError(f"trainable {trainable!r} unknown; expected one of {', '.join(parts)}")
+    for p in model.model.parameters():
+        p.requires_grad_(False)
+    params: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for m in parts[trainable]:
+        for p in m.parameters():
+            if id(p) not in seen:
+                p.requires_grad_(True)
+                params.append(p)
+                seen.add(id(p))
+    return params
+
+
+def per_example_nll(model: LlavaAdapter, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Token-mean answer NLL of each example, shape (batch,)."""
+    labels = batch["labels"]
+    logits = model.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+    tgt = labels[:, 1:]
+    nll = nn.functional.cross_entropy(logits.transpose(1, 2), tgt.clamp(min=0), reduction="none")
+    mask = (tgt != -100).float()
+    return (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def answer_logits(model: LlavaAdapter, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits at positions predicting answer tokens, mask) — for token-wise KL terms."""
+    logits = model.model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1].float()
+    return logits, (batch["labels"][:, 1:] != -100)
+
+
+class GradientMethod(Method):
+    """A method defined by a loss over forget (and retain) batches, trained by the shared engine."""
+
+    Hyper: ClassVar[type] = GradientHyper
+    uses_retain: ClassVar[bool] = False
+
+    def loss(self, model: LlavaAdapter, forget: dict, retain: dict | None, context: UnlearnContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def project_update(self, param: nn.Parameter, delta: torch.Tensor) -> torch.Tensor:
+        return delta
+
+    has_projection: ClassVar[bool] = False
+
+    def should_stop(self, model: LlavaAdapter, step: int, context: UnlearnContext) -> bool:
+        return False
+
+    def forget_items(self, request: UnlearnRequest) -> list[dict]:
+        mods = {m.strip() for m in self.hyper.forget_modalities.split(",") if m.strip()}
+        bad = mods - {"vqa", "qa"}
+        if bad or not mods:
+            raise MMUError(f"forget_modalities {self.hyper.forget_modalities!r}: expected vqa, qa or vqa,qa")
+        items = [it for it in request.forget if it["modality"] in mods]
+        if not items:
+            raise MMUError(f"the forget request has no {'/'.join(sorted(mods))} items")
+        return items
+
+    def trainable_parameters(self, model: LlavaAdapter) -> list[nn.Parameter]:
+        return select_parameters(model, self.hyper.trainable)
+
+    def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
+        h = self.hyper
+        lora = None
+        if getattr(h, "lora", False):
+            if h.trainable != "llm":
+                raise MMUError("lora=true needs trainable=llm (LoRA adapts the LLM's linear layers)")
+            from .lora import attach_lora
+
+            lora = attach_lora(model, h.lora_rank, h.lora_alpha, h.lora_targets)
+            params = [p for p in model.model.parameters() if p.requires_grad]
+        else:
+            params = self.trainable_parameters(model)
+        forget = MixtureSampler([(model.encode(self.forget_items(request)), 1.0)], h.batch_size, context.seed)
+        retain = None
+        if self.uses_retain:
+            if not context.retain:
+                raise MMUError(f"method {self.name!r} needs retain data and the context has none")
+            retain = MixtureSampler([(model.encode(context.retain), 1.0)], h.batch_size, context.seed + 1)
+        model.model.train()
+
+        def loss_fn(step: int) -> torch.Tensor:
+            fb = model.collate(forget.next())
+            rb = model.collate(retain.next()) if retain is not None else None
+            return self.loss(model, fb, rb, context)
+
+        try:
+            result = train(params, loss_fn,
+                           TrainConfig(steps=h.steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip,
+                                       weight_decay=h.weight_decay, seed=context.seed, progress=context.progress,
+                                       desc=f"unlearn {self.name}"),
+                           device=model.device,
+                           project_update=self.project_update if self.has_projection else None,
+                           should_stop=lambda step: self.should_stop(model, step, context))
+        finally:
+            model.model.eval()
+            if lora is not None:
+                from .lora import merge_lora
+
+                merge_lora(model, lora)
+        context.log("steps", result.steps)
+        context.log("final_loss", round(result.losses[-1], 6))
+        context.log("stopped_early", result.stopped_early)

@@ -1,0 +1,108 @@
+"""The results store: one directory per run, written atomically.
+
+    <out>/<benchmark>/<model>/<method>[-<hyper hash>]/<protocol>/<forget split>/seed<seed>/
+        config.json     resolved config, seeds, package versions, device, project version
+        samples.jsonl   per-sample predictions and scores
+        metrics.json    {"metrics": {key: value}, "reference": {...}, "status": ..., ...}
+
+metrics.json is written last: a run directory without it (or whose status is not "finished"
+or "diverged") is unfinished and is redone. The ``metrics`` object holds only deterministic
+numbers (no timings, no timestamps), so two runs with the same seed compare equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import __version__
+from .cache import write_json_atomic
+from .errors import MMUError
+
+FINISHED_STATUSES = ("finished", "diverged")
+
+
+def hyper_tag(overrides: dict[str, Any]) -> str:
+    """'' for default hyper-parameters, else a short stable hash of the overrides."""
+    if not overrides:
+        return ""
+    blob = json.dumps(overrides, sort_keys=True, default=str)
+    return "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def run_dir(out: str | os.PathLike, benchmark: str, model: str, method: str, protocol: str, split: str,
+            seed: int, overrides: dict[str, Any]) -> Path:
+    safe_model = model.replace("/", "__").replace(":", "_")
+    return Path(out) / benchmark / safe_model / f"{method}{hyper_tag(overrides)}" / protocol / split / f"seed{seed}"
+
+
+def ensure_writable(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{uuid.uuid4().hex}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise MMUError(f"output directory {str(path)!r} is not writable ({e.strerror or e})") from None
+
+
+def finished(path: Path) -> dict | None:
+    """The metrics.json of a finished run at ``path``, else None."""
+    f = path / "metrics.json"
+    if not f.exists():
+        return None
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if data.get("status") in FINISHED_STATUSES else None
+
+
+def write_samples(path: Path, samples: Iterable[dict]) -> None:
+    tmp = path / f".samples.jsonl.{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as f:
+        for s in samples:
+            f.write(json.dumps(s, sort_keys=True) + "\n")
+    os.replace(tmp, path / "samples.jsonl")
+
+
+def environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    versions = {"mmu_bench": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+                "transformers": transformers.__version__}
+    for mod in ("datasets", "peft", "accelerate", "numpy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            pass
+    device = "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {"versions": versions, "device": device, "platform": platform.platform(),
+            "git_commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            return (head.parent / ref[5:]).read_text().strip()
+        return ref
+    except OSError:
+        return None
+
+
+def write_run(path: Path, config: dict, metrics_doc: dict, samples: list[dict]) -> None:
+    """Write one run: config and samples first, metrics.json (the completion mark) last."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.json").unlink(missing_ok=True)
+    write_json_atomic(path / "config.json", config)
+    write_samples(path, samples)
+    write_json_atomic(path / "metrics.json", metrics_doc)

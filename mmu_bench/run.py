@@ -1,0 +1,120 @@
+"""The run pipeline: resolve plugins, unlearn under a protocol, evaluate, store, report.
+
+Python API::
+
+    from mmu_bench.run import RunSpec, run
+    outcome = run(RunSpec(method="ga", forget_split="forget_10", seed=0, out="runs"))
+    outcome.metrics["forget.vqa.mcq.acc"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import MMUError
+from .evaluate import EvalConfig
+from .plugins import get_registry
+from .results import ensure_writable, environment, finished, run_dir, write_run
+
+
+@dataclass
+class RunSpec:
+    """Everything a run is a function of (plus where it goes)."""
+
+    method: str
+    benchmark: str = "synthetic"
+    model: str = "tiny-llava"
+    protocol: str = "static"
+    forget_split: str = "forget_10"
+    seed: int = 0
+    hyper: dict[str, Any] = field(default_factory=dict)
+    out: str = "runs"
+    overwrite: bool = False
+    world_size: int = 100
+    world_seed: int = 0
+    zoo: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    device: str | None = None
+    mcq_mode: str = "loglik"
+    max_new_tokens: int = 50
+    progress: bool = True
+
+
+@dataclass
+class RunOutcome:
+    path: Path
+    metrics: dict[str, float]
+    reference: dict[str, dict[str, float]]
+    diverged: dict | None
+    reused: bool
+    doc: dict
+
+
+def resolve(spec: RunSpec):
+    """Look up every named plugin and validate hyper-parameters before anything is built."""
+    reg = get_registry()
+    method_cls = reg.get("methods", spec.method)
+    bench_cls = reg.get("benchmarks", spec.benchmark)
+    reg.get("models", spec.model)
+    protocol_cls = reg.get("protocols", spec.protocol)
+    if spec.model not in getattr(bench_cls, "models", (spec.model,)):
+        raise MMUError(f"benchmark {spec.benchmark!r} runs models {', '.join(bench_cls.models)}; got {spec.model!r}")
+    splits = getattr(bench_cls, "forget_splits", None)
+    if splits and spec.forget_split not in splits:
+        raise MMUError(f"unknown forget split {spec.forget_split!r} for benchmark {spec.benchmark!r}; "
+                       f"expected one of {', '.join(splits)}")
+    from .method import build_method
+
+    method = build_method(method_cls, spec.hyper)
+    return method, bench_cls, protocol_cls
+
+
+def run(spec: RunSpec) -> RunOutcome:
+    from .config import apply_overrides
+    from .zoo import ZooRecipe
+
+    method, bench_cls, protocol_cls = resolve(spec)
+    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
+    path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
+                   spec.seed, spec.hyper)
+    ensure_writable(path)
+    done = finished(path)
+    if done is not None and not spec.overwrite:
+        return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
+
+    recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
+    bench = bench_cls(size=spec.world_size, seed=spec.world_seed, cache_dir=spec.cache_dir,
+                      progress=spec.progress, device=spec.device, recipe=recipe)
+    t0 = time.time()
+    reference = bench.reference_metrics(spec.forget_split, eval_cfg)
+    t_ref = time.time() - t0
+    result = protocol_cls().run(method, bench, spec.forget_split, spec.seed, eval_cfg, progress=spec.progress)
+    config = {
+        "spec": dataclasses.asdict(spec) | {"overwrite": None, "progress": None},
+        "method": {"name": method.name, "class": f"{type(method).__module__}.{type(method).__qualname__}",
+                   "hyper": _hyper_dict(method)},
+        "benchmark": bench.identity(),
+        "eval": dataclasses.asdict(eval_cfg),
+        "environment": environment(),
+    }
+    doc = {
+        "status": "diverged" if result.diverged else "finished",
+        "diverged": bool(result.diverged),
+        "divergence": result.diverged,
+        "metrics": result.metrics,
+        "reference": reference,
+        "method": result.method_logs,
+        "timings": result.timings | {"reference": round(t_ref, 2)},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_run(path, config, doc, result.samples)
+    return RunOutcome(path, result.metrics, reference, result.diverged, False, doc)
+
+
+def _hyper_dict(method) -> dict:
+    h = getattr(method, "hyper", None)
+    return dataclasses.asdict(h) if h is not None and dataclasses.is_dataclass(h) else {}
