@@ -34,5 +34,6 @@ class KLMin(GradientMethod):
         kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1)
         kl = (kl * mask).sum() / mask.sum().clamp(min=1)
         tgt = retain["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100)
+        tok = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt.clamp(min=0), reduction="none")
+        nll = ((tok * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()  # per-example token mean, as l
         return -per_example_nll(model, forget).mean() + nll + self.hyper.kl_weight * kl

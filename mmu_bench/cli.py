@@ -142,14 +142,15 @@ def _read_hyper_file(path: str) -> dict:
 def cmd_hparams(args) -> int:
     from tabulate import tabulate
 
+    from .method import hyper_docs
     from .plugins import get_registry
 
     cls = get_registry().get("methods", args.method)
     print(f"{cls.name}: {cls.description}")
-    docs = cls.hyper_docs() if hasattr(cls, "hyper_docs") else []
+    docs = hyper_docs(cls)
     if docs:
         print(tabulate([[n, t, repr(d), h] for n, t, d, h in docs], headers=["key", "type", "default", "meaning"],
-                       tablefmt="github"))
+                       tablefmt="simple"))
     else:
         print("(no hyper-parameters)")
     return 0

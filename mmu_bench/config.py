@@ -71,7 +71,8 @@ def apply_overrides(cls_or_obj: Any, overrides: dict[str, Any], what: str):
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise MMUError(f"unknown {what} key {key!r}.{hint} Valid keys: {', '.join(fields)}")
+            valid = f"Valid keys: {', '.join(fields)}" if fields else "It takes no keys."
+            raise MMUError(f"unknown {what} key {key!r}.{hint} {valid}")
         current[key] = _convert(value, hints[key], f"{what} key {key!r}")
     try:
         return cls(**current)

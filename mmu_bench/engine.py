@@ -33,6 +33,8 @@ class TrainConfig:
         seed: seeds python, numpy and torch before training.
         progress: show a progress bar.
         desc: progress-bar label.
+        restore_on_divergence: keep a copy of the trained parameters before each update so that a
+            non-finite loss leaves the model at the last state whose loss was finite.
     """
 
     steps: int = 100
@@ -45,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     desc: str = "train"
+    restore_on_divergence: bool = True
 
 
 class Diverged(RuntimeError):
@@ -103,7 +106,7 @@ def train(
     ``project_update(p, delta)`` receives each parameter's AdamW update (new - old) and returns
     the update to apply instead. ``should_stop(step)`` is polled after each step (stopping rules
     on validation data). Raises :class:`Diverged` on a non-finite loss, with the model left at the
-    last finite state.
+    last state whose loss was finite (``restore_on_divergence``).
     """
     params = [p for p in params if p.requires_grad]
     if not params:
@@ -115,16 +118,26 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     result = TrainResult(steps=0)
     bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not cfg.progress, leave=False, mininterval=0.5)
+    previous: list[torch.Tensor] | None = None
     for step in bar:
         with autocast_for(device):
             loss = loss_fn(step)
         value = float(loss.detach())
         if not math.isfinite(value):
+            if previous is not None:
+                # The parameters now give a non-finite loss: go back one update, to the last
+                # state whose loss was finite.
+                with torch.no_grad():
+                    for p, prev in zip(params, previous):
+                        p.copy_(prev)
+            bar.close()
             raise Diverged(step, value)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if cfg.restore_on_divergence:
+            previous = [p.detach().clone() for p in params]
         if project_update is None:
             opt.step()
         else:

@@ -90,19 +90,36 @@ class Method:
 
     @classmethod
     def hyper_docs(cls) -> list[tuple[str, str, Any, str]]:
-        """(name, type, default, help) of every hyper-parameter."""
-        import typing
+        return hyper_docs(cls)
 
-        hints = typing.get_type_hints(cls.Hyper)
-        out = []
-        for f in dataclasses.fields(cls.Hyper):
-            t = hints.get(f.name, f.type)
-            if typing.get_origin(t) is typing.Literal:
-                name = " | ".join(map(str, typing.get_args(t)))
-            else:
-                name = getattr(t, "__name__", str(t))
-            out.append((f.name, name, f.default, f.metadata.get("help", "")))
-        return out
+
+def hyper_docs(cls: Any) -> list[tuple[str, str, Any, str]]:
+    """(name, type, default, help) of every hyper-parameter of a method class (any plugin's)."""
+    import typing
+
+    hyper_cls = getattr(cls, "Hyper", None)
+    if hyper_cls is None or not dataclasses.is_dataclass(hyper_cls):
+        return []
+    hints = typing.get_type_hints(hyper_cls)
+    out = []
+    for f in dataclasses.fields(hyper_cls):
+        t = hints.get(f.name, f.type)
+        if typing.get_origin(t) is typing.Literal:
+            name = "/".join(map(str, typing.get_args(t)))
+        else:
+            name = getattr(t, "__name__", str(t))
+        out.append((f.name, name, f.default, f.metadata.get("help", "")))
+    return out
+
+
+def changed_hyper(method: Any) -> dict[str, Any]:
+    """Resolved hyper-parameters that differ from the class defaults (what names a run)."""
+    h = getattr(method, "hyper", None)
+    if h is None or not dataclasses.is_dataclass(h):
+        return {}
+    default = type(h)()
+    return {f.name: getattr(h, f.name) for f in dataclasses.fields(h)
+            if getattr(h, f.name) != getattr(default, f.name)}
 
     def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
         raise NotImplementedError
@@ -114,6 +131,10 @@ def build_method(cls: type, overrides: dict[str, Any]) -> Any:
     Works for third-party classes that only follow the protocol (``Hyper`` dataclass taken by the
     constructor) without subclassing :class:`Method`.
     """
+    if not isinstance(cls, type):  # a ready instance registered by a plugin
+        if overrides:
+            raise MMUError(f"method {cls.name!r} is a fixed instance; it takes no hyper-parameters")
+        return cls
     if hasattr(cls, "from_overrides"):
         return cls.from_overrides(overrides)
     hyper_cls = getattr(cls, "Hyper", None)

@@ -77,13 +77,18 @@ def run(spec: RunSpec) -> RunOutcome:
     from .config import apply_overrides
     from .zoo import ZooRecipe
 
+    from .method import changed_hyper
+
     method, bench_cls, protocol_cls = resolve(spec)
     eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
+    # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
+    # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, spec.hyper)
+                   spec.seed, changed_hyper(method))
     ensure_writable(path)
     done = finished(path)
     if done is not None and not spec.overwrite:
+        _check_same_settings(path, spec)
         return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
 
     recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
@@ -113,6 +118,28 @@ def run(spec: RunSpec) -> RunOutcome:
     }
     write_run(path, config, doc, result.samples)
     return RunOutcome(path, result.metrics, reference, result.diverged, False, doc)
+
+
+_SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens")
+
+
+def settings_of(spec: RunSpec) -> dict:
+    """Settings outside the directory name that change the numbers."""
+    return {k: getattr(spec, k) for k in _SETTINGS}
+
+
+def _check_same_settings(path: Path, spec: RunSpec) -> None:
+    import json
+
+    try:
+        stored = json.loads((path / "config.json").read_text())["spec"]
+    except (OSError, ValueError, KeyError):
+        return
+    diff = {k: (stored.get(k), v) for k, v in settings_of(spec).items() if stored.get(k) != v}
+    if diff:
+        what = ", ".join(f"{k}={old!r} there vs {new!r} now" for k, (old, new) in diff.items())
+        raise MMUError(f"a finished run at {path} used other settings ({what}); "
+                       f"pass --overwrite to redo it or choose another --out")
 
 
 def _hyper_dict(method) -> dict:

@@ -40,17 +40,21 @@ def test_training_lowers_the_loss_and_is_deterministic():
     assert torch.equal(a.weight, b.weight)
 
 
-def test_non_finite_loss_raises_diverged_at_the_step():
+def test_non_finite_loss_restores_the_last_finite_state():
     m = _toy()
     base = _loss_fn(m)
+    seen = []
 
     def loss(step):
-        return base(step) * (float("nan") if step == 3 else 1.0)
+        seen.append(m.weight.detach().clone())
+        # the loss blows up once the weights have moved past a point (as a diverging run does)
+        return base(step) * (float("inf") if step == 3 else 1.0)
 
     with pytest.raises(Diverged) as e:
-        train(list(m.parameters()), loss, TrainConfig(steps=10, progress=False))
-    assert e.value.step == 3 and math.isnan(e.value.loss)
-    assert torch.isfinite(m.weight).all()
+        train(list(m.parameters()), loss, TrainConfig(steps=10, lr=0.05, progress=False))
+    assert e.value.step == 3 and math.isinf(e.value.loss)
+    # back to the parameters of step 2, whose loss was finite
+    assert torch.equal(m.weight, seen[2]) and not torch.equal(m.weight, seen[3])
 
 
 def test_project_update_transforms_the_final_optimizer_update():
