@@ -24,9 +24,9 @@ METRICS = [
 
 @hookimpl
 def mmu_bench_protocols():
-    from .protocols import StaticProtocol
+    from .protocols import ContinualProtocol, MIAProtocol, RelearnProtocol, StaticProtocol
 
-    return [StaticProtocol]
+    return [StaticProtocol, ContinualProtocol, MIAProtocol, RelearnProtocol]
 
 
 @hookimpl

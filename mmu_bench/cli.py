@@ -100,22 +100,46 @@ def cmd_run(args) -> int:
                    forget_split=args.forget_split, seed=args.seed, hyper=hyper, out=args.out,
                    overwrite=args.overwrite, world_size=args.size, world_seed=args.world_seed,
                    zoo=parse_pairs(args.zoo_set, "zoo recipe"), cache_dir=args.cache_dir, device=args.device,
-                   mcq_mode=args.mcq_mode, max_new_tokens=args.max_new_tokens, progress=not args.quiet)
+                   mcq_mode=args.mcq_mode, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+                   protocol_options=_protocol_options(args))
     outcome = run(spec)
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
     rows[label] = outcome.metrics
     notes = {label: "DIVERGED"} if outcome.diverged else None
-    print(results_table(rows, notes=notes))
+    keys = None
+    if any(k.startswith("continual.") for k in outcome.metrics):
+        from .report import CONTINUAL_KEYS
+
+        keys = CONTINUAL_KEYS
+    elif any(k.startswith("relearn.") for k in outcome.metrics):
+        from .report import RELEARN_KEYS
+
+        keys = RELEARN_KEYS
+    elif any(k.startswith("mia.") for k in outcome.metrics):
+        from .report import MIA_KEYS
+
+        keys = MIA_KEYS
+        oracle = outcome.doc.get("protocol", {}).get("oracle_auc", {})
+        for name in ("finetuned", "retrain", "retrain_visual"):
+            if name in rows and name in oracle:
+                rows[name] = rows[name] | {f"mia.{k}.auc": v for k, v in oracle[name].items()}
+    print(results_table(rows, notes=notes) if keys is None else results_table(rows, keys=keys, notes=notes))
     timings = outcome.doc.get("timings", {})
     print(f"\n{'reused finished run' if outcome.reused else 'wrote'} {outcome.path}"
-          + ("" if outcome.reused else f"  (unlearn {timings.get('unlearn', 0):.1f} s, evaluate {timings.get('evaluate', 0):.1f} s)"))
+          + ("" if outcome.reused else "  (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")"))
     if outcome.diverged:
         d = outcome.diverged
         print(f"mmu-bench: method {args.method!r} diverged (loss {d['loss']} at step {d['step']}); "
               f"metrics are those of the last finite state", file=sys.stderr)
         return 3
     return 0
+
+
+def _protocol_options(args) -> dict:
+    names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction"}
+    opts = {k: getattr(args, a) for k, a in names.items() if getattr(args, a, None) is not None}
+    return opts
 
 
 def _read_hyper_file(path: str) -> dict:
@@ -172,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--method", required=True, help="registered method name (mmu-bench ls methods)")
     r.add_argument("--benchmark", default="synthetic")
     r.add_argument("--model", default="tiny-llava")
-    r.add_argument("--protocol", default="static")
+    r.add_argument("--protocol", default="static", help="static | continual | mia | relearn (mmu-bench ls protocols)")
+    r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
+    r.add_argument("--relearn-fraction", type=float, default=None,
+                   help="relearn: fraction of forget entities the attack trains on (default 0.5)")
+    r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
     r.add_argument("--forget-split", default="forget_10")
     r.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -71,6 +71,13 @@ def rouge() -> rouge_scorer.RougeScorer:
 def metric_direction(key: str) -> str:
     """"up" or "down" (which way is better) for a metric key."""
     split = key.split(".")[0]
+    if key in ("continual.forget_acc_mean", "continual.rebound_max"):
+        return "down"
+    if key == "relearn.recovery":
+        return "down"
+    if split == "mia":
+        # AUC should approach the oracle's (about 0.5), PrivLeak should approach 0
+        return "zero" if "privleak" in key else "down"
     if split in FORGET_SPLITS and key.split(".")[-1] in ("acc", "prob", "rougeL", "rouge1", "rouge2"):
         # Visual knowledge of forget entities should go; their text knowledge should stay.
         if key.split(".")[1] == "qa":

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
 
 from .engine import Diverged
 from .evaluate import EvalConfig, evaluate
@@ -18,6 +21,8 @@ class ProtocolResult:
     method_logs: dict[str, Any] = field(default_factory=dict)
     diverged: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. per-step curves, saved in metrics.json
+    plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
 
 
 def make_context(benchmark, split: str, seed: int, progress: bool, device=None) -> UnlearnContext:
@@ -37,25 +42,265 @@ def make_context(benchmark, split: str, seed: int, progress: bool, device=None) 
                           reference=reference, device=device, validation=validation)
 
 
+def unlearn_once(method: Method, benchmark, split: str, seed: int, progress: bool):
+    """Load the method's starting model, unlearn the whole split once; returns (model, context,
+    divergence or None, seconds spent unlearning)."""
+    model = benchmark.load(getattr(method, "zoo_model", "finetuned"), split)
+    context = make_context(benchmark, split, seed, progress, model.device)
+    diverged = None
+    t0 = time.time()
+    try:
+        method.unlearn(model, benchmark.request(split), context)
+    except Diverged as e:
+        diverged = {"step": e.step, "loss": str(e.loss)}
+    model.model.eval()
+    return model, context, diverged, round(time.time() - t0, 2)
+
+
 class StaticProtocol:
     name = "static"
     description = "one forget request from the finetuned model, then every task is evaluated"
 
     def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
+        model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
+        t0 = time.time()
+        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
+        return ProtocolResult(metrics, samples, context.logs, diverged,
+                              {"unlearn": t_unlearn, "evaluate": round(time.time() - t0, 2)})
+
+
+class MIAProtocol:
+    """Static unlearning, every task evaluated, plus membership inference (see mmu_bench/mia.py):
+    members = forget items, non-members = holdout items, per modality and attack; AUC and
+    PrivLeak against the retrain and retrain_visual oracles measured on the same items."""
+
+    name = "mia"
+    description = "membership inference after unlearning: LOSS / ZLib / Min-K% / Min-K%++ AUC and PrivLeak"
+
+    def __init__(self, reference_attack: bool = False):
+        self.reference_attack = reference_attack
+
+    def _aucs(self, model, benchmark, split: str) -> dict[str, float]:
+        from .mia import mia_aucs
+
+        tasks = benchmark.tasks(split)
+        ref = benchmark.load("base", split) if self.reference_attack else None
+        return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref)
+
+    def oracle_aucs(self, benchmark, split: str) -> dict[str, dict[str, float]]:
+        import json
+
+        from .cache import write_json_atomic
+
+        root = getattr(getattr(benchmark, "zoo", None), "root", None)
+        path = root / "reference" / f"mia2-{split}-ref{int(self.reference_attack)}.json" if root else None
+        if path is not None and path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass
+        out = {name: self._aucs(benchmark.load(name, split), benchmark, split)
+               for name in ("finetuned", "retrain", "retrain_visual")}
+        if path is not None:
+            write_json_atomic(path, out)
+        return out
+
+    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+            progress: bool = True) -> ProtocolResult:
+        from .mia import mia_metrics
+
+        model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
+        t0 = time.time()
+        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
+        t1 = time.time()
+        oracle = self.oracle_aucs(benchmark, split)
+        metrics.update(mia_metrics(self._aucs(model, benchmark, split), oracle["retrain"], oracle["retrain_visual"]))
+        return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
+                              {"unlearn": t_unlearn, "evaluate": round(t1 - t0, 2), "mia": round(time.time() - t1, 2)},
+                              {"oracle_auc": oracle})
+
+
+def _mcq_acc(model, items: list[dict], eval_cfg: EvalConfig) -> float:
+    from .evaluate import score_mcq_loglik
+
+    mcq = [it for it in items if it["kind"] == "mcq" and it["modality"] == "vqa"]
+    if not mcq:
+        return float("nan")
+    return float(np.mean([s["correct"] for s in score_mcq_loglik(model, mcq, eval_cfg)]))
+
+
+class ContinualProtocol:
+    """T forget requests in sequence, each from the previous model, the method's state kept.
+
+    After each request: vqa mcq accuracy on every request so far (forget renderings), and on
+    retain, real and utility. At the end, every task is evaluated as in ``static``. Summary:
+
+    - ``continual.forget_acc_mean``: forget vqa mcq acc averaged over all requests, at the end (down).
+    - ``continual.retention_final``: retain vqa mcq acc at the end / the finetuned model's (up).
+    - ``continual.retention_auc``: mean over steps of that ratio, clipped to [0, 1] (the area under
+      the retention curve with the step axis scaled to [0, 1]) (up).
+    - ``continual.rebound_max``: largest rise of an earlier request's forget acc above its value
+      right after it was unlearned (down; 0 = nothing came back).
+    """
+
+    name = "continual"
+    description = "sequential forget requests (default 5), per-step curves, retention and rebound"
+
+    def __init__(self, requests: int = 5):
+        if requests < 1:
+            from .errors import MMUError
+
+            raise MMUError(f"continual needs at least 1 request, got {requests}")
+        self.requests = requests
+
+    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+            progress: bool = True) -> ProtocolResult:
+        from .errors import MMUError
+
         t0 = time.time()
         model = benchmark.load(getattr(method, "zoo_model", "finetuned"), split)
-        request = benchmark.request(split)
+        full = benchmark.request(split)
+        entities = list(full.forget_entities)
+        if self.requests > len(entities):
+            raise MMUError(f"continual: {self.requests} requests but {split} has only {len(entities)} entities")
+        chunks = [list(c) for c in np.array_split(np.array(entities, dtype=object), self.requests)]
         context = make_context(benchmark, split, seed, progress, model.device)
+        all_val = context.validation
+        tasks = benchmark.tasks(split)
+        probe = {r: [it for it in tasks["forget"] if it["entity_id"] in set(c)] for r, c in enumerate(chunks)}
+        ft_retain = _mcq_acc(benchmark.load("finetuned", split), tasks["retain"], eval_cfg)
+        curves: dict[str, list] = {"forget": [], "retain": [], "real": [], "utility": []}
         diverged = None
+        logs: dict[str, Any] = {}
+        for r, chunk in enumerate(chunks):
+            keep = set(chunk)
+            request = type(full)(forget=[it for it in full.forget if it["entity_id"] in keep],
+                                 forget_entities=chunk, index=r)
+            context.validation = {k: [it for it in v if k != "forget" or it["entity_id"] in keep]
+                                  for k, v in all_val.items()}
+            context.logs = {}
+            try:
+                method.unlearn(model, request, context)
+            except Diverged as e:
+                diverged = {"step": e.step, "loss": str(e.loss), "request": r}
+            model.model.eval()
+            logs[f"request{r}"] = context.logs
+            curves["forget"].append([_mcq_acc(model, probe[q], eval_cfg) for q in range(r + 1)])
+            for role in ("retain", "real", "utility"):
+                curves[role].append(_mcq_acc(model, tasks[role], eval_cfg))
+            if diverged:
+                break
         t1 = time.time()
-        try:
-            method.unlearn(model, request, context)
-        except Diverged as e:
-            diverged = {"step": e.step, "loss": str(e.loss)}
+        metrics, samples = evaluate(model, tasks, eval_cfg)
+        metrics.update(continual_summary(curves, ft_retain))
+        details = {"requests": [list(c) for c in chunks], "curves": curves, "finetuned_retain_acc": ft_retain}
+        return ProtocolResult(metrics, samples, logs, diverged,
+                              {"unlearn": round(t1 - t0, 2), "evaluate": round(time.time() - t1, 2)},
+                              details, {"continual.png": lambda path: plot_continual(details, path, method.name)})
+
+
+def continual_summary(curves: dict[str, list], finetuned_retain_acc: float) -> dict[str, float]:
+    """Summary keys from per-step curves (see :class:`ContinualProtocol`)."""
+    steps = len(curves["retain"])
+    ratios = [min(1.0, a / finetuned_retain_acc) if finetuned_retain_acc > 0 else 0.0 for a in curves["retain"]]
+    rebound = 0.0
+    for q in range(steps):
+        after = curves["forget"][q][q]
+        for t in range(q + 1, steps):
+            rebound = max(rebound, curves["forget"][t][q] - after)
+    return {
+        "continual.forget_acc_mean": round(float(np.mean(curves["forget"][-1])), 6),
+        "continual.retention_final": round(ratios[-1], 6),
+        "continual.retention_auc": round(float(np.mean(ratios)), 6),
+        "continual.rebound_max": round(float(rebound), 6),
+    }
+
+
+def plot_continual(details: dict, path: Path, label: str) -> None:
+    """Per-request forget accuracy and retain / real / utility accuracy over the requests."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = details["curves"]
+    steps = np.arange(1, len(curves["retain"]) + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for q in range(len(curves["forget"])):
+        xs = steps[q:]
+        ys = [curves["forget"][t][q] for t in range(q, len(curves["forget"]))]
+        a.plot(xs, ys, marker="o", label=f"request {q + 1}")
+    a.axhline(0.25, color="grey", ls=":", lw=1, label="chance")
+    a.set(title=f"{label}: forget vqa mcq acc per request", xlabel="after request", ylabel="acc", ylim=(0, 1.05))
+    a.legend(fontsize=7)
+    for role in ("retain", "real", "utility"):
+        b.plot(steps, curves[role], marker="o", label=role)
+    b.set(title="kept knowledge (vqa mcq acc)", xlabel="after request", ylim=(0, 1.05))
+    for ax in (a, b):
+        ax.set_xticks(steps)
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class RelearnProtocol:
+    """Relearning attack (VKD): after unlearning, fine-tune briefly (all weights, answer NLL) on
+    the items of a fraction of the forget entities and measure how much forget vqa mcq accuracy
+    comes back on the OTHER forget entities, which the attack never shows.
+
+    ``relearn.recovery`` = (acc after relearn - acc after unlearn) / (finetuned acc - acc after
+    unlearn) on the held-back entities (down: 0 = nothing comes back, 1 = fully back).
+    """
+
+    name = "relearn"
+    description = "relearning attack: brief fine-tune on part of the forget set, recovery on the rest"
+
+    def __init__(self, relearn_steps: int = 30, relearn_fraction: float = 0.5, relearn_lr: float = 5e-4):
+        from .errors import MMUError
+
+        if not 0 < relearn_fraction < 1:
+            raise MMUError(f"relearn_fraction must be in (0, 1), got {relearn_fraction}")
+        self.steps, self.fraction, self.lr = relearn_steps, relearn_fraction, relearn_lr
+
+    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+            progress: bool = True) -> ProtocolResult:
+        from .engine import MixtureSampler, TrainConfig, train
+        from .errors import MMUError
+
+        model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
+        t0 = time.time()
+        tasks = benchmark.tasks(split)
+        metrics, samples = evaluate(model, tasks, eval_cfg)
+        entities = list(benchmark.request(split).forget_entities)
+        n_attack = int(round(len(entities) * self.fraction))
+        if n_attack < 1 or n_attack >= len(entities):
+            raise MMUError(f"relearn: {split} has {len(entities)} forget entities; cannot hold back a "
+                           f"fraction {1 - self.fraction:.2f} of them")
+        attack, held = set(entities[:n_attack]), set(entities[n_attack:])
+        held_items = [it for it in tasks["forget"] if it["entity_id"] in held]
+        before = _mcq_acc(model, held_items, eval_cfg)
+        finetuned = _mcq_acc(benchmark.load("finetuned", split), held_items, eval_cfg)
+        relearn_items = [it for it in benchmark.request(split).forget if it["entity_id"] in attack]
+        for p in model.model.parameters():
+            p.requires_grad_(True)
+        sampler = MixtureSampler([(model.encode(relearn_items), 1.0)], 16, seed + 101)
+        model.model.train()
+        train(list(model.model.parameters()), lambda step: model.forward_loss(model.collate(sampler.next())),
+              TrainConfig(steps=self.steps, lr=self.lr, warmup=0.1, seed=seed, progress=progress, desc="relearn"),
+              device=model.device)
         model.model.eval()
-        t2 = time.time()
-        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
-        t3 = time.time()
-        return ProtocolResult(metrics, samples, context.logs, diverged,
-                              {"load": round(t1 - t0, 2), "unlearn": round(t2 - t1, 2), "evaluate": round(t3 - t2, 2)})
+        after = _mcq_acc(model, held_items, eval_cfg)
+        attacked = _mcq_acc(model, [it for it in tasks["forget"] if it["entity_id"] in attack], eval_cfg)
+        gap = finetuned - before
+        metrics.update({
+            "relearn.acc_after_unlearn": round(before, 6),
+            "relearn.acc_after_relearn": round(after, 6),
+            "relearn.acc_finetuned": round(finetuned, 6),
+            "relearn.acc_attack_entities": round(attacked, 6),  # sanity: the attack itself worked
+            "relearn.recovery": round((after - before) / gap, 6) if gap > 0.05 else float("nan"),
+        })
+        return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
+                              {"unlearn": t_unlearn, "evaluate+relearn": round(time.time() - t0, 2)},
+                              {"attack_entities": sorted(attack), "held_back_entities": sorted(held)})

@@ -11,7 +11,17 @@ MAIN_KEYS = (
     "retain.vqa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc", "utility.vqa.mcq.acc",
     "retain.vqa.gen.rougeL",
 )
-ARROW = {"up": "↑", "down": "↓"}
+CONTINUAL_KEYS = (
+    "continual.forget_acc_mean", "continual.retention_final", "continual.retention_auc", "continual.rebound_max",
+    "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc", "utility.vqa.mcq.acc",
+)
+MIA_KEYS = (
+    "mia.vqa.loss.auc", "mia.vqa.loss.privleak", "mia.vqa.loss.privleak_visual", "mia.vqa.mink40.auc",
+    "mia.vqa.minkpp20.auc", "mia.qa.loss.auc", "mia.qa.loss.privleak", "forget.vqa.mcq.acc", "retain.vqa.mcq.acc",
+)
+RELEARN_KEYS = ("relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn", "relearn.acc_finetuned",
+                "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc")
+ARROW = {"up": "↑", "down": "↓", "zero": "→0"}
 
 
 def column_label(key: str) -> str:

@@ -37,9 +37,10 @@ def hyper_tag(overrides: dict[str, Any]) -> str:
 
 
 def run_dir(out: str | os.PathLike, benchmark: str, model: str, method: str, protocol: str, split: str,
-            seed: int, overrides: dict[str, Any]) -> Path:
+            seed: int, overrides: dict[str, Any], protocol_options: dict[str, Any] | None = None) -> Path:
     safe_model = model.replace("/", "__").replace(":", "_")
-    return Path(out) / benchmark / safe_model / f"{method}{hyper_tag(overrides)}" / protocol / split / f"seed{seed}"
+    proto = protocol + "".join(f"-{k}{v}" for k, v in sorted((protocol_options or {}).items()))
+    return Path(out) / benchmark / safe_model / f"{method}{hyper_tag(overrides)}" / proto / split / f"seed{seed}"
 
 
 def ensure_writable(path: Path) -> None:
@@ -99,10 +100,16 @@ def _git_commit() -> str | None:
         return None
 
 
-def write_run(path: Path, config: dict, metrics_doc: dict, samples: list[dict]) -> None:
-    """Write one run: config and samples first, metrics.json (the completion mark) last."""
+def write_run(path: Path, config: dict, metrics_doc: dict, samples: list[dict],
+              files: dict[str, Any] | None = None) -> None:
+    """Write one run: config, samples and extra files (e.g. plots; ``name -> writer(path)``)
+    first, metrics.json (the completion mark) last."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "metrics.json").unlink(missing_ok=True)
     write_json_atomic(path / "config.json", config)
     write_samples(path, samples)
+    for name, writer in (files or {}).items():
+        tmp = path / f".{uuid.uuid4().hex[:8]}.{name}"
+        writer(tmp)
+        os.replace(tmp, path / name)
     write_json_atomic(path / "metrics.json", metrics_doc)

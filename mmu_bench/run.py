@@ -39,6 +39,7 @@ class RunSpec:
     zoo: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     device: str | None = None
+    protocol_options: dict[str, Any] = field(default_factory=dict)
     mcq_mode: str = "loglik"
     max_new_tokens: int = 50
     progress: bool = True
@@ -83,8 +84,13 @@ def run(spec: RunSpec) -> RunOutcome:
     eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
     # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
     # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
+    try:
+        protocol = protocol_cls(**spec.protocol_options)
+    except TypeError as e:
+        raise MMUError(f"protocol {spec.protocol!r} does not take options "
+                       f"{', '.join(spec.protocol_options)}: {e}") from None
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, changed_hyper(method))
+                   spec.seed, changed_hyper(method), spec.protocol_options)
     ensure_writable(path)
     done = finished(path)
     if done is not None and not spec.overwrite:
@@ -97,7 +103,7 @@ def run(spec: RunSpec) -> RunOutcome:
     t0 = time.time()
     reference = bench.reference_metrics(spec.forget_split, eval_cfg)
     t_ref = time.time() - t0
-    result = protocol_cls().run(method, bench, spec.forget_split, spec.seed, eval_cfg, progress=spec.progress)
+    result = protocol.run(method, bench, spec.forget_split, spec.seed, eval_cfg, progress=spec.progress)
     config = {
         "spec": dataclasses.asdict(spec) | {"overwrite": None, "progress": None},
         "method": {"name": method.name, "class": f"{type(method).__module__}.{type(method).__qualname__}",
@@ -113,10 +119,11 @@ def run(spec: RunSpec) -> RunOutcome:
         "metrics": result.metrics,
         "reference": reference,
         "method": result.method_logs,
+        "protocol": result.details,
         "timings": result.timings | {"reference": round(t_ref, 2)},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_run(path, config, doc, result.samples)
+    write_run(path, config, doc, result.samples, result.plots)
     return RunOutcome(path, result.metrics, reference, result.diverged, False, doc)
 
 

@@ -1,0 +1,49 @@
+"""Membership inference: attack scores, AUC sign convention, PrivLeak, and the mia protocol."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmu_bench.mia import ATTACKS, mia_aucs, mia_metrics, privleak
+from mmu_bench.run import RunSpec, run
+from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+
+from conftest import SMALL_RECIPE
+
+
+@pytest.fixture(scope="module")
+def mia_items(small_world):
+    t = eval_tasks(small_world, "forget_10", splits=("forget", "holdout"))
+    return t["forget"], t["holdout"]
+
+
+def test_finetuned_members_are_detected_and_oracle_is_near_chance(small_zoo, mia_items):
+    members, nonmembers = mia_items
+    ft = mia_aucs(small_zoo.load("finetuned"), members, nonmembers)
+    oracle = mia_aucs(small_zoo.load("retrain", "forget_10"), members, nonmembers)
+    assert set(ft) == {f"{m}.{a}" for m in ("vqa", "qa") for a in ATTACKS}
+    assert ft["vqa.loss"] >= 0.9 and ft["qa.loss"] >= 0.9  # one sign convention: member -> high
+    assert 0.2 <= oracle["vqa.loss"] <= 0.8
+    assert all(0.0 <= v <= 1.0 for v in ft.values())
+
+
+def test_privleak_definition():
+    assert privleak(0.75, 0.5) == pytest.approx(50.0)
+    assert privleak(0.25, 0.5) == pytest.approx(-50.0)
+    m = mia_metrics({"vqa.loss": 0.6}, {"vqa.loss": 0.5}, {"vqa.loss": 0.4})
+    assert m == {"mia.vqa.loss.auc": 0.6, "mia.vqa.loss.privleak": pytest.approx(20.0),
+                 "mia.vqa.loss.privleak_visual": pytest.approx(50.0)}
+
+
+def test_mia_protocol_reports_auc_and_privleak(cache_dir, small_zoo, tmp_path):
+    o = run(RunSpec(method="ga", protocol="mia", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path),
+                    progress=False, max_new_tokens=24,
+                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}))
+    m = o.metrics
+    for mod in ("vqa", "qa"):
+        for attack in ATTACKS:
+            assert 0.0 <= m[f"mia.{mod}.{attack}.auc"] <= 1.0
+            assert f"mia.{mod}.{attack}.privleak" in m and f"mia.{mod}.{attack}.privleak_visual" in m
+    oracle = o.doc["protocol"]["oracle_auc"]
+    assert oracle["finetuned"]["vqa.loss"] > m["mia.vqa.loss.auc"]  # unlearning lowered membership signal
+    assert "forget.vqa.mcq.acc" in m  # the static metrics come too
