@@ -90,14 +90,33 @@ def cmd_world_export(args) -> int:
 
 def cmd_run(args) -> int:
     from .config import parse_pairs
-    from .report import results_table
-    from .run import RunSpec, run
 
     hyper = parse_pairs(args.set, "--set")
     if args.config:
         hyper = _read_hyper_file(args.config) | hyper
+    splits = [s.strip() for s in args.forget_split.split(",") if s.strip()]
+    if splits == ["all"]:
+        splits = ["forget_5", "forget_10", "forget_15"]
+    rc, summary = 0, {}
+    for split in splits:
+        rc_one, metrics = _run_one(args, hyper, split)
+        rc = max(rc, rc_one)
+        summary[f"{args.method} @ {split}"] = metrics
+    if len(splits) > 1:  # scalability: the same method and finetuned model over forget sizes
+        from .report import results_table
+
+        print("\nscalability (one finetuned model, growing forget sets):")
+        print(results_table(summary))
+    return rc
+
+
+def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
+    from .config import parse_pairs
+    from .report import results_table
+    from .run import RunSpec, run
+
     spec = RunSpec(method=args.method, benchmark=args.benchmark, model=args.model, protocol=args.protocol,
-                   forget_split=args.forget_split, seed=args.seed, hyper=hyper, out=args.out,
+                   forget_split=split, seed=args.seed, hyper=hyper, out=args.out,
                    overwrite=args.overwrite, world_size=args.size, world_seed=args.world_seed,
                    zoo=parse_pairs(args.zoo_set, "zoo recipe"), cache_dir=args.cache_dir, device=args.device,
                    mcq_mode=args.mcq_mode, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
@@ -124,6 +143,7 @@ def cmd_run(args) -> int:
         for name in ("finetuned", "retrain", "retrain_visual"):
             if name in rows and name in oracle:
                 rows[name] = rows[name] | {f"mia.{k}.auc": v for k, v in oracle[name].items()}
+    print(f"{spec.benchmark} / {spec.model} / {spec.protocol} / {split} / seed {spec.seed}")
     print(results_table(rows, notes=notes) if keys is None else results_table(rows, keys=keys, notes=notes))
     timings = outcome.doc.get("timings", {})
     print(f"\n{'reused finished run' if outcome.reused else 'wrote'} {outcome.path}"
@@ -131,9 +151,42 @@ def cmd_run(args) -> int:
     if outcome.diverged:
         d = outcome.diverged
         print(f"mmu-bench: method {args.method!r} diverged (loss {d['loss']} at step {d['step']}); "
-              f"metrics are those of the last finite state", file=sys.stderr)
-        return 3
-    return 0
+              f"metrics are those of the last state whose loss was finite", file=sys.stderr)
+        return 3, outcome.metrics
+    return 0, outcome.metrics
+
+
+def cmd_sweep(args) -> int:
+    from .config import parse_pairs
+    from .sweep import SweepSpec, summary_line, sweep
+
+    if args.spec:
+        spec = SweepSpec.from_file(args.spec)
+    else:
+        if not args.methods:
+            raise MMUError("sweep needs --methods a,b (or --spec FILE)")
+        spec = SweepSpec(methods=_csv(args.methods), seeds=[int(s) for s in _csv(args.seeds)],
+                         forget_splits=_csv(args.forget_splits), protocols=_csv(args.protocols))
+    for pair, value in parse_pairs(args.set, "--set").items():
+        method, _, key = pair.rpartition(":")
+        for m in ([method] if method else spec.methods):
+            spec.hyper.setdefault(m, {})[key] = value
+    if args.requests is not None:
+        spec.protocol_options.setdefault("continual", {})["requests"] = args.requests
+    spec.common = {"out": args.out, "world_size": args.size, "cache_dir": args.cache_dir,
+                   "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "max_new_tokens": args.max_new_tokens,
+                   "progress": False} | spec.common
+    result = sweep(spec, executor=args.executor, ray_address=args.ray_address, num_cpus=args.cpus_per_run,
+                   num_gpus=args.gpus_per_run)
+    print(summary_line(result["counts"]))
+    for r in result["results"]:
+        if r["status"] == "failed":
+            print(f"  failed: {r['run']}: {r['error']}", file=sys.stderr)
+    return 1 if result["counts"]["failed"] else 0
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _protocol_options(args) -> dict:
@@ -201,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relearn-fraction", type=float, default=None,
                    help="relearn: fraction of forget entities the attack trains on (default 0.5)")
     r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
-    r.add_argument("--forget-split", default="forget_10")
+    r.add_argument("--forget-split", default="forget_10",
+                   help="forget_5 | forget_10 | forget_15, a comma-separated list, or all (scalability)")
     r.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="hyper-parameter override (repeatable); mmu-bench hparams METHOD lists them")
@@ -216,6 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mcq-mode", choices=["loglik", "generate"], default="loglik")
     r.add_argument("--max-new-tokens", type=int, default=50, help="generation budget for gen / cloze (default 50)")
     r.set_defaults(func=cmd_run)
+    sw = sub.add_parser("sweep", help="run a grid of methods x seeds x forget splits x protocols (resumable)")
+    sw.add_argument("--methods", default=None, help="comma-separated method names")
+    sw.add_argument("--seeds", default="0")
+    sw.add_argument("--forget-splits", default="forget_10")
+    sw.add_argument("--protocols", default="static")
+    sw.add_argument("--spec", default=None, help="YAML sweep spec (methods, seeds, forget_splits, protocols, hyper, common)")
+    sw.add_argument("--set", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
+                    help="hyper-parameter for every method, or for one with METHOD:KEY=VALUE")
+    sw.add_argument("--requests", type=int, default=None, help="continual requests")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local")
+    sw.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
+    sw.add_argument("--cpus-per-run", type=float, default=1)
+    sw.add_argument("--gpus-per-run", type=float, default=0)
+    sw.add_argument("--out", default="runs")
+    sw.add_argument("--size", type=int, default=100)
+    sw.add_argument("--cache-dir", default=None)
+    sw.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
+    sw.add_argument("--max-new-tokens", type=int, default=50)
+    sw.set_defaults(func=cmd_sweep)
     h = sub.add_parser("hparams", help="list a method's hyper-parameters with types, defaults and meaning")
     h.add_argument("method")
     h.set_defaults(func=cmd_hparams)
@@ -240,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--overwrite", action="store_true")
     e.set_defaults(func=cmd_world_export)
+    from . import leaderboard
+
+    leaderboard.add_command(sub)
     return parser
 
 

@@ -73,6 +73,8 @@ def metric_direction(key: str) -> str:
     split = key.split(".")[0]
     if key in ("continual.forget_acc_mean", "continual.rebound_max"):
         return "down"
+    if split == "forget_quality":
+        return "up"  # higher p-value / 1 - JS = closer to the oracle
     if key == "relearn.recovery":
         return "down"
     if split == "mia":
@@ -107,9 +109,11 @@ def score_mcq_loglik(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[di
         means = np.array([float(lp.mean()) for lp in opt_lp])
         pred = int(sums.argmax())
         p = np.exp(means - means.max())
-        out.append({"pred": pred, "correct": pred == it["answer_index"],
-                    "prob": float(p[it["answer_index"]] / p.sum()),
-                    "option_logprobs": [round(float(s), 4) for s in sums]})
+        gold = it["answer_index"]
+        # TOFU truth ratio with the wrong options as perturbed answers (see forget_quality.py)
+        truth_ratio = float(np.mean([p[k] for k in range(len(p)) if k != gold]) / p[gold])
+        out.append({"pred": pred, "correct": pred == gold, "prob": float(p[gold] / p.sum()),
+                    "truth_ratio": truth_ratio, "option_logprobs": [round(float(s), 4) for s in sums]})
     return out
 
 

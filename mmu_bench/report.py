@@ -9,7 +9,7 @@ from .evaluate import metric_direction
 MAIN_KEYS = (
     "forget.vqa.mcq.acc", "test.vqa.mcq.acc", "forget.vqa.gen.rougeL", "forget.qa.mcq.acc",
     "retain.vqa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc", "utility.vqa.mcq.acc",
-    "retain.vqa.gen.rougeL",
+    "retain.vqa.gen.rougeL", "forget_quality.ks_p_visual",
 )
 CONTINUAL_KEYS = (
     "continual.forget_acc_mean", "continual.retention_final", "continual.retention_auc", "continual.rebound_max",

@@ -104,6 +104,12 @@ def run(spec: RunSpec) -> RunOutcome:
     reference = bench.reference_metrics(spec.forget_split, eval_cfg)
     t_ref = time.time() - t0
     result = protocol.run(method, bench, spec.forget_split, spec.seed, eval_cfg, progress=spec.progress)
+    if hasattr(bench, "reference_forget_statistics"):
+        from .forget_quality import forget_quality_metrics
+
+        stats = bench.reference_forget_statistics(spec.forget_split, eval_cfg)
+        result.metrics = dict(sorted((result.metrics | forget_quality_metrics(
+            result.samples, stats["retrain"], stats["retrain_visual"])).items()))
     config = {
         "spec": dataclasses.asdict(spec) | {"overwrite": None, "progress": None},
         "method": {"name": method.name, "class": f"{type(method).__module__}.{type(method).__qualname__}",

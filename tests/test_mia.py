@@ -47,3 +47,15 @@ def test_mia_protocol_reports_auc_and_privleak(cache_dir, small_zoo, tmp_path):
     oracle = o.doc["protocol"]["oracle_auc"]
     assert oracle["finetuned"]["vqa.loss"] > m["mia.vqa.loss.auc"]  # unlearning lowered membership signal
     assert "forget.vqa.mcq.acc" in m  # the static metrics come too
+
+
+def test_forget_quality_compares_distributions():
+    from mmu_bench.forget_quality import compare
+
+    rng = __import__("numpy").random.default_rng(0)
+    ids = [f"i{k}" for k in range(200)]
+    a = dict(zip(ids, rng.lognormal(0, 1, 200)))
+    same = compare(a, dict(a))
+    assert same["ks_p"] == 1.0 and same["js"] == 1.0
+    far = compare(a, dict(zip(ids, rng.lognormal(3, 1, 200))))
+    assert far["ks_p"] < 1e-6 and far["js"] < 0.5 and far["ks_log10p"] < -6

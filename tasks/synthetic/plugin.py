@@ -72,18 +72,29 @@ class SyntheticBenchmark:
         from mmu_bench.cache import cache_root  # noqa: F401  (root already validated by the zoo)
         from mmu_bench.evaluate import evaluate
 
+        return self._reference(split, eval_cfg)["metrics"]
+
+    def reference_forget_statistics(self, split: str, eval_cfg) -> dict[str, dict[str, float]]:
+        """Per-item forget statistics (truth ratios) of the reference models, for forget quality."""
+        return self._reference(split, eval_cfg)["forget_statistics"]
+
+    def _reference(self, split: str, eval_cfg) -> dict:
+        from mmu_bench.evaluate import evaluate
+        from mmu_bench.forget_quality import forget_statistics
+
         tag = hashlib.sha256(json.dumps(asdict(eval_cfg) | {"progress": None}, sort_keys=True).encode()).hexdigest()[:10]
-        path = self.zoo.root / "reference" / f"{split}-{tag}.json"
+        path = self.zoo.root / "reference" / f"{split}-{tag}-v2.json"
         if path.exists():
             try:
                 return json.loads(path.read_text())
             except ValueError:
                 pass  # half-written or corrupt: recompute
         tasks = self.tasks(split)
-        out = {}
+        out: dict = {"metrics": {}, "forget_statistics": {}}
         for name in ("finetuned", "retrain", "retrain_visual"):
-            metrics, _ = evaluate(self.load(name, split), tasks, eval_cfg)
-            out[name] = metrics
+            metrics, samples = evaluate(self.load(name, split), tasks, eval_cfg)
+            out["metrics"][name] = metrics
+            out["forget_statistics"][name] = forget_statistics(samples)
         write_json_atomic(path, out)
         return out
 

@@ -1,0 +1,611 @@
+"""Leaderboard tables and plots from finished run directories.
+
+Python API::
+
+    from mmu_bench import leaderboard as lb
+    records = lb.collect(["runs"])            # every finished run under runs/
+    groups = lb.aggregate(records)            # one table per (benchmark, model, protocol, split)
+    print(lb.render(groups, "md"))            # md | latex | csv | html
+    lb.plot(groups, "plots")                  # PNG scatter (+ continual curves) per table
+
+Aggregates (docs/leaderboard.md; /work/shared/design/METRICS.md "Aggregates for the leaderboard"),
+computed per run, then mean +- std over seeds like every other column:
+
+    forget efficacy = clip((1 - m) / (1 - 0.25), 0, 1),  m = mean(forget.vqa.mcq.acc, test.vqa.mcq.acc)
+    retention       = harmonic mean of retain.vqa.mcq.acc, forget.qa.mcq.acc, retain.qa.mcq.acc,
+                      real.vqa.mcq.acc, utility.vqa.mcq.acc (those present; 0 if any is 0)
+
+Both are "up" (higher is better). 0.25 is chance for four-option multiple choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import html
+import io
+import json
+import math
+import os
+import re
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from tabulate import tabulate
+
+from .errors import MMUError
+from .evaluate import metric_direction
+from .report import ARROW, CONTINUAL_KEYS, MAIN_KEYS, MIA_KEYS, RELEARN_KEYS
+from .results import FINISHED_STATUSES
+
+FORMATS = ("md", "latex", "csv", "html")
+REFERENCE_NAMES = ("finetuned", "retrain", "retrain_visual")
+CHANCE = 0.25
+FORGET_EFFICACY = "forget_efficacy"
+RETENTION = "retention"
+AGGREGATES = (FORGET_EFFICACY, RETENTION)
+EFFICACY_INPUTS = ("forget.vqa.mcq.acc", "test.vqa.mcq.acc")
+RETENTION_INPUTS = ("retain.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc",
+                    "utility.vqa.mcq.acc")
+PROTOCOL_KEYS = {"static": MAIN_KEYS, "continual": CONTINUAL_KEYS, "mia": MIA_KEYS, "relearn": RELEARN_KEYS}
+EFFICACY_FORMULA = "forget efficacy = clip((1 - mean(forget.vqa.mcq.acc, test.vqa.mcq.acc)) / (1 - 0.25), 0, 1)"
+RETENTION_FORMULA = "retention = harmonic mean of {} (0 if any is 0)"
+_REF_TOL = 1e-9
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+@dataclass
+class RunRecord:
+    """One finished run, read from its directory."""
+
+    path: Path                      # the run directory (holds config.json and metrics.json)
+    method: str                     # label: method name + hyper hash suffix, e.g. "ga" or "ga-cb6a52bb"
+    method_name: str                # the registered method name, e.g. "ga"
+    benchmark: str
+    model: str
+    protocol: str                   # directory name, e.g. "static" or "continual-requests2"
+    protocol_kind: str              # the registered protocol, e.g. "continual"
+    forget_split: str
+    seed: int
+    metrics: dict[str, float]
+    reference: dict[str, dict[str, float]]
+    diverged: bool
+    curves: dict[str, Any] | None = None   # metrics.json protocol.curves (continual), else None
+
+
+def _warn_stderr(msg: str) -> None:
+    print(f"mmu-bench: {msg}", file=sys.stderr)
+
+
+def _numbers(d: Any) -> dict[str, float]:
+    if not isinstance(d, dict):
+        return {}
+    return {k: float(v) for k, v in d.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def _read_run(f: Path) -> RunRecord | str:
+    """A RunRecord for metrics.json file ``f``, or why it cannot be used."""
+    try:
+        doc = json.loads(f.read_text())
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    except ValueError as e:
+        return f"not valid JSON ({e})"
+    if not isinstance(doc, dict) or "metrics" not in doc or "status" not in doc:
+        return "not a run's metrics.json (no 'metrics' / 'status' keys)"
+    if doc["status"] not in FINISHED_STATUSES:
+        return f"unfinished run (status {doc['status']!r})"
+    if not isinstance(doc["metrics"], dict):
+        return "'metrics' is not an object"
+    cf = f.parent / "config.json"
+    if not cf.exists():
+        return "no config.json next to it"
+    try:
+        config = json.loads(cf.read_text())
+        spec = config["spec"]
+        name = str(config.get("method", {}).get("name") or spec["method"])
+        benchmark, model = str(spec["benchmark"]), str(spec["model"])
+        kind, split, seed = str(spec["protocol"]), str(spec["forget_split"]), int(spec["seed"])
+    except OSError as e:
+        return f"config.json unreadable ({e.strerror or e})"
+    except ValueError as e:
+        return f"config.json is not valid JSON ({e})"
+    except (KeyError, TypeError, AttributeError) as e:
+        return f"config.json lacks spec field {e}"
+    parts = f.parent.resolve().parts
+    # <benchmark>/<model>/<method>[-<hash>]/<protocol>/<split>/seed<seed>: take the labels from the
+    # directory names when they fit the config, else rebuild them from the config.
+    mdir = parts[-4] if len(parts) >= 4 else ""
+    label = mdir if mdir == name or mdir.startswith(name + "-") else name
+    pdir = parts[-3] if len(parts) >= 3 else ""
+    opts = spec.get("protocol_options") or {}
+    protocol = pdir if pdir == kind or pdir.startswith(kind + "-") else \
+        kind + "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
+    reference = {k: _numbers(v) for k, v in (doc.get("reference") or {}).items()} \
+        if isinstance(doc.get("reference"), dict) else {}
+    proto = doc.get("protocol")
+    curves = proto.get("curves") if isinstance(proto, dict) and isinstance(proto.get("curves"), dict) else None
+    return RunRecord(path=f.parent, method=label, method_name=name, benchmark=benchmark, model=model,
+                     protocol=protocol, protocol_kind=kind, forget_split=split, seed=seed,
+                     metrics=_numbers(doc["metrics"]), reference=reference,
+                     diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves)
+
+
+def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
+    """Every finished run under ``paths`` (directories searched recursively for metrics.json, or
+    metrics.json files). A metrics.json that cannot be used is reported through ``warn`` (default:
+    one line on stderr naming the path and why) and skipped."""
+    warn = warn or _warn_stderr
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files.extend(sorted(p.rglob("metrics.json")))
+        else:
+            raise MMUError(f"no such file or directory: {str(p)!r}")
+    records, seen = [], set()
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        rec = _read_run(f)
+        if isinstance(rec, str):
+            warn(f"skipping {f}: {rec}")
+        else:
+            records.append(rec)
+    return records
+
+
+# ----------------------------------------------------------------------------- aggregates
+
+
+def forget_efficacy(metrics: dict[str, float]) -> float | None:
+    """clip((1 - m) / (1 - 0.25), 0, 1), m = mean of forget.vqa.mcq.acc and test.vqa.mcq.acc (those
+    present); None when neither is. 1 = chance or below, 0 = accuracy 1."""
+    vals = [metrics[k] for k in EFFICACY_INPUTS if k in metrics]
+    if not vals:
+        return None
+    m = sum(vals) / len(vals)
+    return min(1.0, max(0.0, (1.0 - m) / (1.0 - CHANCE)))
+
+
+def retention(metrics: dict[str, float]) -> float | None:
+    """Harmonic mean of RETENTION_INPUTS (those present; 0 if any is 0); None when none is."""
+    vals = [metrics[k] for k in RETENTION_INPUTS if k in metrics]
+    if not vals:
+        return None
+    if any(v <= 0 for v in vals):
+        return 0.0
+    return len(vals) / sum(1.0 / v for v in vals)
+
+
+def with_aggregates(metrics: dict[str, float]) -> dict[str, float]:
+    out = dict(metrics)
+    for key, fn in ((FORGET_EFFICACY, forget_efficacy), (RETENTION, retention)):
+        v = fn(metrics)
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def direction(key: str) -> str:
+    """"up", "down" or "zero": which way is better (the aggregates are "up")."""
+    return "up" if key in AGGREGATES else metric_direction(key)
+
+
+def column_name(key: str) -> str:
+    return {FORGET_EFFICACY: "forget efficacy", RETENTION: "retention"}.get(key, key)
+
+
+def column_label(key: str) -> str:
+    return f"{column_name(key)} {ARROW[direction(key)]}"
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str                       # "reference" (a zoo model) or "method"
+    n: int                          # seeds (runs) behind the row; 1 for reference rows
+    n_diverged: int
+    mean: dict[str, float]
+    std: dict[str, float]
+    seeds: list[int] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    pseudo: bool = False            # a run of a reference pseudo-method (finetuned, retrain, ...)
+
+    @property
+    def ranked(self) -> bool:
+        """Whether the row competes for "best": methods only, not the reference pseudo-methods,
+        not rows with a diverged run."""
+        return self.kind == "method" and self.n_diverged == 0 and not self.pseudo
+
+
+@dataclass
+class Group:
+    benchmark: str
+    model: str
+    protocol: str
+    forget_split: str
+    protocol_kind: str
+    keys: list[str]                 # columns: metric keys, then the aggregates
+    rows: list[Row]
+    retention_inputs: list[str]
+    curves: dict[str, list[float]] = field(default_factory=dict)   # continual: mean retain acc per request
+    finetuned_retain_acc: float | None = None
+
+    @property
+    def title(self) -> str:
+        return f"{self.benchmark} / {self.model} / {self.protocol} / {self.forget_split}"
+
+    @property
+    def slug(self) -> str:
+        raw = "__".join((self.benchmark, self.model.replace("/", "__"), self.protocol, self.forget_split))
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
+
+    def best(self, key: str) -> set[str]:
+        """Labels of the ranked rows with the best mean in column ``key`` (ties at the shown
+        precision all win): max for up, min for down, closest to 0 for zero."""
+        vals = {r.label: round(r.mean[key], 3) for r in self.rows if r.ranked and key in r.mean}
+        if not vals:
+            return set()
+        d = direction(key)
+        score = {"up": lambda v: -v, "down": lambda v: v, "zero": abs}[d]
+        top = min(score(v) for v in vals.values())
+        return {lab for lab, v in vals.items() if score(v) == top}
+
+    def caption(self) -> str:
+        methods = [r for r in self.rows if r.kind == "method"]
+        seeds = ", ".join(f"{r.label} n={r.n}" for r in methods)
+        div = " Rows marked 'diverged' include diverged runs and are not ranked." \
+            if any(r.n_diverged for r in methods) else ""
+        return (f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
+                f"Reference rows: one deterministic evaluation of the zoo model. "
+                f"Aggregates: {EFFICACY_FORMULA}; "
+                f"{RETENTION_FORMULA.format(', '.join(self.retention_inputs) or '(none present)')}. "
+                f"Bold: best method per column (max for ↑, min for ↓, closest to 0 for →0; "
+                f"reference rows excluded).{div}")
+
+
+def _refs_equal(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> str | None:
+    """None if the reference rows agree, else what differs."""
+    for name in sorted(set(a) | set(b), key=lambda n: (n not in REFERENCE_NAMES, n)):
+        if name not in a or name not in b:
+            return f"reference row {name!r} present in only one"
+        ra, rb = a[name], b[name]
+        for k in sorted(set(ra) | set(rb)):
+            if k not in ra or k not in rb:
+                return f"{name} {k} present in only one"
+            if abs(ra[k] - rb[k]) > _REF_TOL:
+                return f"{name} {k}: {ra[k]:g} vs {rb[k]:g}"
+    return None
+
+
+def group_runs(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str], list[RunRecord]]:
+    """Runs by (benchmark, model, protocol, forget split). Refuses (MMUError) runs that cannot share
+    a table: reference rows that differ (another world, zoo or evaluation setting), or two different
+    results for one method and seed. Identical duplicates (the same run copied) are kept once."""
+    groups: dict[tuple[str, str, str, str], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault((r.benchmark, r.model, r.protocol, r.forget_split), []).append(r)
+    for key, runs in groups.items():
+        first = runs[0]
+        for r in runs[1:]:
+            why = _refs_equal(first.reference, r.reference)
+            if why:
+                raise MMUError(
+                    f"runs {first.path} and {r.path} cannot share a table ({' / '.join(key)}): their "
+                    f"reference rows differ ({why}), so they were evaluated against another world, zoo or "
+                    f"evaluation setting; make a separate leaderboard for each")
+        kept: dict[tuple[str, int], RunRecord] = {}
+        for r in runs:
+            other = kept.get((r.method, r.seed))
+            if other is None:
+                kept[(r.method, r.seed)] = r
+            elif other.metrics != r.metrics or other.diverged != r.diverged:
+                raise MMUError(f"two different results for {r.method} seed {r.seed} in one table: "
+                               f"{other.path} and {r.path}; pass only one of them")
+        groups[key] = list(kept.values())
+    return groups
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def _method_row(label: str, runs: list[RunRecord]) -> Row:
+    runs = sorted(runs, key=lambda r: r.seed)
+    per_run = [with_aggregates(r.metrics) for r in runs]
+    keys = sorted({k for m in per_run for k in m})
+    mean, std = {}, {}
+    for k in keys:
+        mean[k], std[k] = _mean_std([m[k] for m in per_run if k in m])
+    return Row(label, "method", len(runs), sum(r.diverged for r in runs), mean, std,
+               [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES)
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    out = []
+    for t in range(max(len(c) for c in curves)):
+        vals = [float(c[t]) for c in curves if t < len(c)]
+        out.append(sum(vals) / len(vals))
+    return out
+
+
+def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None) -> list[Group]:
+    """One Group (table) per (benchmark, model, protocol, forget split), sorted by those. Rows:
+    reference rows (finetuned, retrain, retrain_visual) first, then methods by label. Columns:
+    ``keys`` (default: the protocol's key list from mmu_bench.report, those present) then the two
+    aggregates."""
+    records = list(records)
+    if not records:
+        raise MMUError("no finished runs found (a run directory holds config.json and metrics.json)")
+    chosen = [k.strip() for k in keys if k.strip()] if keys is not None else None
+    out = []
+    for (bench, model, proto, split), runs in sorted(group_runs(records).items()):
+        ref = runs[0].reference
+        names = [n for n in REFERENCE_NAMES if n in ref] + sorted(n for n in ref if n not in REFERENCE_NAMES)
+        rows = [Row(f"{n} (ref)", "reference", 1, 0, with_aggregates(ref[n]), {}) for n in names]
+        by_method: dict[str, list[RunRecord]] = {}
+        for r in runs:
+            by_method.setdefault(r.method, []).append(r)
+        rows += [_method_row(lab, rs) for lab, rs in sorted(by_method.items())]
+        kind = runs[0].protocol_kind
+        present = {k for row in rows for k in row.mean}
+        if chosen is None:
+            cols = [k for k in PROTOCOL_KEYS.get(kind, MAIN_KEYS) if k in present]
+        else:
+            cols = [k for k in chosen if k not in AGGREGATES]
+        cols += list(AGGREGATES)
+        inputs = [k for k in RETENTION_INPUTS if any(k in r.metrics for r in runs) or any(k in v for v in ref.values())]
+        g = Group(bench, model, proto, split, kind, cols, rows, inputs)
+        curves = {}
+        for lab, rs in sorted(by_method.items()):
+            cs = [r.curves["retain"] for r in rs if r.curves and isinstance(r.curves.get("retain"), list)
+                  and r.curves["retain"]]
+            if cs:
+                curves[lab] = _mean_curve(cs)
+        g.curves = curves
+        out.append(g)
+    if chosen is not None:
+        known = {k for g in out for r in g.rows for k in r.mean}
+        missing = [k for k in chosen if k not in known]
+        if missing:
+            close = difflib.get_close_matches(missing[0], sorted(known), n=1, cutoff=0.6)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise MMUError(f"unknown metric key(s) {', '.join(map(repr, missing))}: no run has them.{hint}")
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _cell(row: Row, key: str, pm: str) -> str | None:
+    if key not in row.mean:
+        return None
+    if row.kind == "reference":
+        return _fmt(row.mean[key])
+    return f"{_fmt(row.mean[key])}{pm}{_fmt(row.std.get(key, 0.0))}"
+
+
+def _label(row: Row) -> str:
+    return row.label + (f" (diverged {row.n_diverged}/{row.n})" if row.n_diverged else "")
+
+
+def _body(g: Group, pm: str, bold: Callable[[str], str], esc: Callable[[str], str]) -> list[list[str]]:
+    best = {k: g.best(k) for k in g.keys}
+    body = []
+    for r in g.rows:
+        line = [esc(_label(r)), "-" if r.kind == "reference" else str(r.n)]
+        for k in g.keys:
+            c = _cell(r, k, pm)
+            if c is None:
+                line.append("-")
+            else:
+                line.append(bold(esc(c)) if r.label in best[k] else esc(c))
+        body.append(line)
+    return body
+
+
+_LATEX_ESC = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_ARROW = {"up": r"$\uparrow$", "down": r"$\downarrow$", "zero": r"$\to 0$"}
+
+
+def latex_escape(s: str) -> str:
+    s = "".join(_LATEX_ESC.get(ch, ch) for ch in s)
+    for sym, tex in (("±", r"$\pm$"), ("→", r"$\to$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$")):
+        s = s.replace(sym, tex)
+    return s
+
+
+def _render_md(g: Group) -> str:
+    headers = ["method", "n"] + [column_label(k) for k in g.keys]
+    body = _body(g, " ± ", lambda s: f"**{s}**", lambda s: s.replace("|", r"\|"))
+    table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
+    return f"### {g.title}\n\n_{g.caption()}_\n\n{table}\n"
+
+
+def _render_html(g: Group) -> str:
+    headers = [html.escape(h) for h in ["method", "n"] + [column_label(k) for k in g.keys]]
+    body = _body(g, " ± ", lambda s: f"<b>{s}</b>", html.escape)
+    # "unsafehtml": tabulate's "html" escapes every cell, which would show the <b> tags as text;
+    # the cells are escaped above instead.
+    table = tabulate(body, headers=headers, tablefmt="unsafehtml", disable_numparse=True)
+    return (f"<h3>{html.escape(g.title)}</h3>\n<p class=\"caption\">{html.escape(g.caption())}</p>\n"
+            f"{table}\n")
+
+
+def _render_latex(g: Group) -> str:
+    headers = ["method", "$n$"] + [f"{latex_escape(column_name(k))} {_LATEX_ARROW[direction(k)]}" for k in g.keys]
+    body = _body(g, " ± ", lambda s: rf"\textbf{{{s}}}", latex_escape)
+    n_ref = sum(r.kind == "reference" for r in g.rows)
+    lines = [f"% {g.title}", r"\begin{table}[ht]", r"\centering",
+             rf"\caption{{{latex_escape(g.title)}. {latex_escape(g.caption())}}}",
+             rf"\label{{tab:{g.slug}}}",
+             r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
+             " & ".join(headers) + r" \\", r"\midrule"]
+    for i, line in enumerate(body):
+        if i == n_ref and 0 < n_ref < len(body):
+            lines.append(r"\midrule")
+        lines.append(" & ".join(line) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _render_csv(groups: list[Group]) -> str:
+    keys: list[str] = []
+    for g in groups:
+        keys += [k for k in g.keys if k not in keys]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["benchmark", "model", "protocol", "forget_split", "row", "kind", "n", "n_diverged"]
+               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+    for g in groups:
+        for r in g.rows:
+            vals = []
+            for k in keys:
+                if k in r.mean and k in g.keys:
+                    vals += [repr(round(r.mean[k], 6)),
+                             "" if r.kind == "reference" else repr(round(r.std.get(k, 0.0), 6))]
+                else:
+                    vals += ["", ""]
+            ref = r.kind == "reference"
+            w.writerow([g.benchmark, g.model, g.protocol, g.forget_split, r.label, r.kind,
+                        "" if ref else r.n, "" if ref else r.n_diverged] + vals)
+    return buf.getvalue()
+
+
+def render(groups: list[Group], fmt: str = "md") -> str:
+    """All tables in one text: md (GitHub Markdown), latex (booktabs), csv (one tidy table: one row
+    per group row, mean and std in separate columns), html."""
+    if fmt == "csv":
+        return _render_csv(groups)
+    fn = {"md": _render_md, "latex": _render_latex, "html": _render_html}.get(fmt)
+    if fn is None:
+        raise MMUError(f"unknown leaderboard format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    return "\n".join(fn(g) for g in groups)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.{path.name}")
+    fig.savefig(tmp, dpi=110, format="png")
+    os.replace(tmp, path)
+
+
+def plot(groups: list[Group], out_dir: str | os.PathLike) -> list[Path]:
+    """Per group ``<slug>.png``: forget efficacy (x) vs retention (y), one labelled point per method
+    with error bars (std over seeds), reference rows as grey markers. Continual groups with curves
+    also get ``<slug>.curves.png``: retain vqa mcq acc after each request, mean over seeds."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for g in groups:
+        fig = Figure(figsize=(6, 4.8))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        markers = "osD^vP*Xph<>"
+        i = 0
+        for r in g.rows:
+            if FORGET_EFFICACY not in r.mean or RETENTION not in r.mean:
+                continue
+            x, y = r.mean[FORGET_EFFICACY], r.mean[RETENTION]
+            if r.kind == "reference":
+                ax.scatter([x], [y], marker="s", s=60, facecolor="none", edgecolor="grey", zorder=2)
+                left = x < 0.5
+                ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(6 if left else -6, -12),
+                            ha="left" if left else "right", fontsize=8, color="grey")
+            else:
+                # each method gets its own colour and marker and a legend entry, so coinciding points
+                # stay readable
+                ax.errorbar([x], [y], xerr=[r.std.get(FORGET_EFFICACY, 0.0)], yerr=[r.std.get(RETENTION, 0.0)],
+                            fmt="x" if r.n_diverged else markers[i % len(markers)], capsize=3, zorder=3,
+                            alpha=0.85, label=f"{_label(r)} (n={r.n})")
+                i += 1
+        ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="forget efficacy ↑", ylabel="retention ↑",
+               title=g.title)
+        ax.grid(alpha=0.3)
+        if i:
+            ax.legend(fontsize=8, loc="lower left")
+        fig.tight_layout()
+        p = out / f"{g.slug}.png"
+        _save(fig, p)
+        written.append(p)
+        if g.protocol_kind == "continual" and g.curves:
+            fig = Figure(figsize=(6, 4))
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            for lab, ys in g.curves.items():
+                ax.plot(range(1, len(ys) + 1), ys, marker="o", label=lab)
+            ref = next((r for r in g.rows if r.label == "finetuned (ref)"), None)
+            if ref is not None and "retain.vqa.mcq.acc" in ref.mean:
+                ax.axhline(ref.mean["retain.vqa.mcq.acc"], color="grey", ls="--", lw=1, label="finetuned (ref)")
+            steps = max(len(ys) for ys in g.curves.values())
+            ax.set_xticks(range(1, steps + 1))
+            ax.set(ylim=(0, 1.05), xlabel="after request", ylabel="retain vqa mcq acc (mean over seeds)",
+                   title=g.title)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            p = out / f"{g.slug}.curves.png"
+            _save(fig, p)
+            written.append(p)
+    return written
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def cmd_leaderboard(args) -> int:
+    from .cache import write_text_atomic
+
+    keys = args.keys.split(",") if args.keys else None
+    groups = aggregate(collect(args.runs), keys)
+    text = render(groups, args.format)
+    if args.out:
+        write_text_atomic(args.out, text)
+        print(f"wrote {args.out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+    if args.plots:
+        for p in plot(groups, args.plots):
+            print(f"wrote {p}")
+    return 0
+
+
+def add_command(subparsers) -> None:
+    p = subparsers.add_parser("leaderboard", help="tables (md, latex, csv, html) and plots from run directories",
+                              description="Aggregate finished runs (mean ± std over seeds) into one table per "
+                                          "benchmark / model / protocol / forget split. See docs/leaderboard.md.")
+    p.add_argument("runs", nargs="+", metavar="RUNS",
+                   help="run directories (searched recursively) or metrics.json files")
+    p.add_argument("--format", choices=FORMATS, default="md", help="table format (default md)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the tables here (default: print)")
+    p.add_argument("--plots", default=None, metavar="DIR", help="also write PNG plots into DIR")
+    p.add_argument("--keys", default=None, metavar="K1,K2,...",
+                   help="metric columns (default: the protocol's main keys); the aggregates are always added")
+    p.set_defaults(func=cmd_leaderboard)
