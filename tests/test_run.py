@@ -194,9 +194,9 @@ def test_cli_run_prints_reference_rows_and_arrows(cache_dir, tmp_path, baseline_
              "--max-new-tokens", str(FAST_GEN))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert "forget.vqa.mcq.acc ↓" in lines[0] and "retain.vqa.mcq.acc ↑" in lines[0]
     assert lines[0].startswith("synthetic / tiny-llava / static / forget_10 / seed 0")
     lines = lines[1:]
+    assert "forget.vqa.mcq.acc ↓" in lines[0] and "retain.vqa.mcq.acc ↑" in lines[0]
     rows = [line.split("|")[1].strip() for line in lines[2:6]]
     assert rows == ["finetuned", "retrain", "retrain_visual", "ga"]
 
