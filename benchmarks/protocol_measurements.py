@@ -10,10 +10,9 @@ import statistics
 
 ROWS = {
     "continual": [("cvf", "cvf", {}), ("cvf null_space=false", "cvf", {"null_space": False}),
-                  ("ga_diff", "ga_diff", {}), ("kl_min", "kl_min", {})],
-    "mia": [("finetuned", "finetuned", {}), ("retrain", "retrain", {}), ("ga", "ga", {}), ("cvf", "cvf", {}),
-            ("npo", "npo", {})],
-    "relearn": [("cvf", "cvf", {}), ("ga", "ga", {}), ("kl_min", "kl_min", {})],
+                  ("ga_diff", "ga_diff", {})],
+    "mia": [("finetuned", "finetuned", {}), ("retrain", "retrain", {}), ("ga", "ga", {}), ("cvf", "cvf", {})],
+    "relearn": [("cvf", "cvf", {}), ("ga", "ga", {})],
 }
 KEYS = {
     "continual": ("continual.forget_acc_mean", "continual.retention_final", "continual.retention_auc",

@@ -59,8 +59,26 @@ def attack_scores(adapter, items: Sequence[dict], reference=None, batch_size: in
     return out
 
 
-def mia_aucs(adapter, members: Sequence[dict], nonmembers: Sequence[dict], reference=None) -> dict[str, float]:
+def check_attacks(attacks: Sequence[str]) -> list[str]:
+    from .errors import unknown_name
+
+    for a in attacks:
+        if a not in ATTACKS and a != "ref":
+            raise unknown_name("attack", a, list(ATTACKS) + ["ref"])
+    return list(attacks)
+
+
+def mia_aucs(adapter, members: Sequence[dict], nonmembers: Sequence[dict], reference=None,
+             attacks: Sequence[str] | None = None) -> dict[str, float]:
     """{"<modality>.<attack>": AUC of is-member}, per modality (vqa, qa)."""
+    from .errors import MMUError
+
+    if not members:
+        raise MMUError("membership inference needs member items (the forget split is empty)")
+    if not nonmembers:
+        raise MMUError("membership inference needs non-member items: the holdout split is empty "
+                       "(give the world holdout profiles, e.g. a larger --size)")
+    keep = set(check_attacks(attacks)) if attacks else None
     result: dict[str, float] = {}
     for modality in ("vqa", "qa"):
         mem = [it for it in members if it["modality"] == modality]
@@ -71,6 +89,8 @@ def mia_aucs(adapter, members: Sequence[dict], nonmembers: Sequence[dict], refer
         s_non = attack_scores(adapter, non, reference)
         labels = np.r_[np.ones(len(mem)), np.zeros(len(non))]
         for attack in s_mem:
+            if keep is not None and attack not in keep:
+                continue
             result[f"{modality}.{attack}"] = round(float(roc_auc_score(labels, s_mem[attack] + s_non[attack])), 6)
     return result
 

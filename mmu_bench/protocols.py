@@ -78,15 +78,18 @@ class MIAProtocol:
     name = "mia"
     description = "membership inference after unlearning: LOSS / ZLib / Min-K% / Min-K%++ AUC and PrivLeak"
 
-    def __init__(self, reference_attack: bool = False):
+    def __init__(self, reference_attack: bool = False, attacks: str | None = None):
+        from .mia import check_attacks
+
         self.reference_attack = reference_attack
+        self.attacks = check_attacks(attacks.split(",")) if attacks else None
 
     def _aucs(self, model, benchmark, split: str) -> dict[str, float]:
         from .mia import mia_aucs
 
         tasks = benchmark.tasks(split)
         ref = benchmark.load("base", split) if self.reference_attack else None
-        return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref)
+        return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref, attacks=self.attacks)
 
     def oracle_aucs(self, benchmark, split: str) -> dict[str, dict[str, float]]:
         import json

@@ -59,3 +59,58 @@ def test_forget_quality_compares_distributions():
     assert same["ks_p"] == 1.0 and same["js"] == 1.0
     far = compare(a, dict(zip(ids, rng.lognormal(3, 1, 200))))
     assert far["ks_p"] < 1e-6 and far["js"] < 0.5 and far["ks_log10p"] < -6
+
+
+class _KnownLogprobs:
+    """An adapter stand-in whose per-token log-probs (and mu, sigma) are fixed by hand."""
+
+    def __init__(self, table):
+        self.table = table  # answer -> (logprobs incl. eos, mu, sigma)
+
+    def encode(self, items):
+        return [it["answer"] for it in items]
+
+    def token_logprobs(self, encoded, batch_size=64, with_distribution=False):
+        import torch
+
+        out = []
+        for answer in encoded:
+            lp, mu, sigma = (torch.tensor(v, dtype=torch.float64) for v in self.table[answer])
+            out.append({"logprobs": lp, "mu": mu, "sigma": sigma})
+        return out
+
+
+def test_attack_scores_match_hand_computation():
+    import math
+    import zlib
+
+    from mmu_bench.mia import attack_scores
+
+    # 10 answer tokens + eos (the eos is excluded from every attack)
+    lp = [-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.3, -4.0, -0.4, -0.6, -9.0]
+    mu = [-1.0] * 11
+    sigma = [0.5] * 11
+    answer = "Zorblat Quimby"
+    s = attack_scores(_KnownLogprobs({answer: (lp, mu, sigma)}), [{"answer": answer}])
+    toks = lp[:-1]
+    assert s["loss"][0] == pytest.approx(sum(toks) / 10)  # -mean NLL
+    assert s["zlib"][0] == pytest.approx(sum(toks) / len(zlib.compress(answer.encode())))
+    assert s["mink10"][0] == pytest.approx(-4.0)  # lowest 1 of 10
+    assert s["mink20"][0] == pytest.approx((-4.0 - 3.0) / 2)
+    assert s["mink40"][0] == pytest.approx((-4.0 - 3.0 - 2.0 - 1.0) / 4)
+    z = sorted((t - (-1.0)) / 0.5 for t in toks)
+    assert s["minkpp10"][0] == pytest.approx(z[0])
+    assert s["minkpp20"][0] == pytest.approx(sum(z[:2]) / 2)
+    assert s["minkpp40"][0] == pytest.approx(sum(z[:4]) / 4)
+    assert math.isclose(s["minkpp40"][0], (-6.0 - 4.0 - 2.0 + 0.0) / 4)
+
+
+def test_mia_bad_input_is_clear():
+    from mmu_bench.errors import MMUError
+    from mmu_bench.protocols import MIAProtocol
+
+    with pytest.raises(MMUError, match="unknown attack 'minkk20'. Did you mean 'mink20'"):
+        MIAProtocol(attacks="loss,minkk20")
+    fake = _KnownLogprobs({"a": ([-1.0, -1.0], [-1.0, -1.0], [1.0, 1.0])})
+    with pytest.raises(MMUError, match="the holdout split is empty"):
+        mia_aucs(fake, [{"answer": "a", "modality": "vqa"}], [])
