@@ -34,7 +34,7 @@ from mmu_bench.engine import TrainConfig, train
 from mmu_bench.errors import MMUError
 from mmu_bench.evaluate import EvalConfig, score_mcq_loglik
 from mmu_bench.method import Hyper, Method, hp, per_example_nll
-from mmu_bench.nullspace import Moments, build_projection, collect_moments
+from mmu_bench.nullspace import Moments, build_projection, collect_moments, linear_layers
 
 
 @dataclass
@@ -87,13 +87,12 @@ class CVF(Method):
         mods = [("projector." + n, m) for n, m in model.projector_modules.named_modules()]
         if self.hyper.trainable == "vision":
             mods = [("vision." + n, m) for n, m in model.vision_modules.named_modules()] + mods
-        return {n: m for n, m in mods if isinstance(m, torch.nn.Linear)}
+        return linear_layers(mods)
 
     def features(self, model, pixels: torch.Tensor) -> torch.Tensor:
         """z(x): L2-normalised mean of the visual tokens at the chosen feature point."""
-        inner = model.model.model
         if self.hyper.feature == "projector":
-            z = torch.stack(list(inner.get_image_features(pixel_values=pixels).pooler_output)).mean(1)
+            z = model.image_features(pixels).mean(1)
         else:
             layer = int(self.hyper.feature.split(":")[1])
             ids = torch.tensor([model.prompt_ids("", True)] * pixels.shape[0], device=pixels.device)
@@ -111,12 +110,10 @@ class CVF(Method):
         """Unique images of the vqa items (one per entity rendering), as pixel tensors."""
         seen, imgs, ents = set(), [], []
         for it in items:
-            if it["modality"] != "vqa" or it.get("image") is None:
+            key = (it["entity_id"], it.get("render"))
+            if it["modality"] != "vqa" or it.get("image") is None or key in seen:
                 continue
-            key = (it["entity_id"], it.get("render"), id(it["image"]))
-            if (it["entity_id"], it.get("render")) in seen:
-                continue
-            seen.add(key[:2])
+            seen.add(key)
             imgs.append(it["image"])
             ents.append(it["entity_id"])
         if not imgs:
@@ -159,7 +156,8 @@ class CVF(Method):
         finetuned = context.reference("finetuned")
         zf_orig, zr_orig = self.embed(finetuned, px_f), self.embed(finetuned, px_r)
         positives = self.positives(model, context, zf_orig, zr_orig, px_f)
-        ents = torch.tensor([hash(e) for e in ent_f])
+        index = {e: i for i, e in enumerate(dict.fromkeys(ent_f))}
+        ents = torch.tensor([index[e] for e in ent_f])
         same_entity = ents.unsqueeze(1) == ents.unsqueeze(0)  # negatives: the target's own images
 
         projection = None

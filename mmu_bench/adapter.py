@@ -8,7 +8,7 @@ processor's chat template, so training and evaluation see the same prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -247,18 +247,11 @@ class LlavaAdapter:
                 texts += [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         return texts
 
-    def visual_features(self, images: Sequence[Any], layer: str = "projector") -> torch.Tensor:
-        """Visual token features (batch, tokens, dim) at the projector output (with gradients)."""
-        px = torch.stack(self.pixel_values(images)).to(self.device)
-        if layer != "projector":
-            raise MMUError(f"visual feature point {layer!r} not supported; expected 'projector'")
-        feats = self.model.model.get_image_features(pixel_values=px)
-        feats = getattr(feats, "pooler_output", feats)
-        if isinstance(feats, (list, tuple)):
-            feats = torch.stack(list(feats))
-        return feats
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Projector output per visual token, (batch, tokens, dim), with gradients."""
+        out = self.model.model.get_image_features(pixel_values=pixel_values).pooler_output
+        return torch.stack(list(out)) if isinstance(out, (list, tuple)) else out
 
-
-def iter_batches(seq: Sequence, n: int) -> Iterable[Sequence]:
-    for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+    def visual_features(self, images: Sequence[Any]) -> torch.Tensor:
+        """``image_features`` of PIL images."""
+        return self.image_features(torch.stack(self.pixel_values(images)).to(self.device))

@@ -22,18 +22,23 @@ from .errors import MMUError
 MANIFEST = "mmu_manifest.json"
 
 
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache directory: ``cache_dir``, else $MMU_BENCH_CACHE, else ~/.cache/mmu-bench."""
-    root = Path(cache_dir or os.environ.get("MMU_BENCH_CACHE") or Path.home() / ".cache" / "mmu-bench")
+def ensure_writable(path: Path, what: str, hint: str = "") -> Path:
+    """Create ``path`` and prove it takes a file; else one clear MMUError naming it."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".probe-{uuid.uuid4().hex}"
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{uuid.uuid4().hex}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise MMUError(f"cache directory {str(root)!r} is not writable ({e.strerror or e}); "
-                       f"set MMU_BENCH_CACHE or --cache-dir to a writable directory") from None
-    return root
+        raise MMUError(f"{what} {str(path)!r} is not writable ({e.strerror or e}){hint}") from None
+    return path
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache directory: ``cache_dir``, else $MMU_BENCH_CACHE, else ~/.cache/mmu-bench."""
+    root = Path(cache_dir or os.environ.get("MMU_BENCH_CACHE") or Path.home() / ".cache" / "mmu-bench")
+    return ensure_writable(root, "cache directory",
+                           "; set MMU_BENCH_CACHE or --cache-dir to a writable directory")
 
 
 def sha256_file(path: Path) -> str:

@@ -23,7 +23,6 @@ from typing import Any, Iterable
 
 from . import __version__
 from .cache import write_json_atomic
-from .errors import MMUError
 
 FINISHED_STATUSES = ("finished", "diverged")
 
@@ -41,16 +40,6 @@ def run_dir(out: str | os.PathLike, benchmark: str, model: str, method: str, pro
     safe_model = model.replace("/", "__").replace(":", "_")
     proto = protocol + "".join(f"-{k}{v}" for k, v in sorted((protocol_options or {}).items()))
     return Path(out) / benchmark / safe_model / f"{method}{hyper_tag(overrides)}" / proto / split / f"seed{seed}"
-
-
-def ensure_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".probe-{uuid.uuid4().hex}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise MMUError(f"output directory {str(path)!r} is not writable ({e.strerror or e})") from None
 
 
 def finished(path: Path) -> dict | None:

@@ -18,7 +18,8 @@ from typing import Any
 from .errors import MMUError
 from .evaluate import EvalConfig
 from .plugins import get_registry
-from .results import ensure_writable, environment, finished, run_dir, write_run
+from .cache import ensure_writable
+from .results import environment, finished, run_dir, write_run
 
 
 @dataclass
@@ -91,7 +92,7 @@ def run(spec: RunSpec) -> RunOutcome:
                        f"{', '.join(spec.protocol_options)}: {e}") from None
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
                    spec.seed, changed_hyper(method), spec.protocol_options)
-    ensure_writable(path)
+    ensure_writable(path, "output directory")
     done = finished(path)
     if done is not None and not spec.overwrite:
         _check_same_settings(path, spec)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -115,6 +114,3 @@ def summary_line(counts: dict[str, int]) -> str:
     return (f"sweep: {counts['ran']} ran, {counts['reused']} reused, {counts['diverged']} diverged, "
             f"{counts['failed']} failed")
 
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)

@@ -28,7 +28,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from . import __version__
 from .adapter import LlavaAdapter, pick_device
-from .cache import build_entry, cache_root, entry_problem, read_manifest
+from .cache import build_entry, cache_root, entry_problem
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
 from .tasks.synthetic.world import FORGET_PERCENTS, World, WorldConfig
@@ -119,12 +119,6 @@ class Zoo:
         model = AutoModelForImageTextToText.from_pretrained(path)
         processor = AutoProcessor.from_pretrained(path)
         return LlavaAdapter(model, processor, device or self.device)
-
-    def build_time(self, name: str, split: str | None = None) -> float | None:
-        try:
-            return float(read_manifest(self.path(name, split)).get("train_seconds"))
-        except (OSError, ValueError, TypeError):
-            return None
 
     # ------------------------------------------------------------ building
     def processor(self):

@@ -69,7 +69,6 @@ class SyntheticBenchmark:
 
     def reference_metrics(self, split: str, eval_cfg) -> dict[str, dict[str, float]]:
         """Metrics of finetuned / retrain / retrain_visual on this split's tasks, cached per zoo."""
-        from mmu_bench.cache import cache_root  # noqa: F401  (root already validated by the zoo)
         from mmu_bench.evaluate import evaluate
 
         return self._reference(split, eval_cfg)["metrics"]

@@ -203,7 +203,7 @@ class World:
             f"forget_{k}": sorted(order[: max(1, round(len(fict) * k / 100))]) for k in FORGET_PERCENTS
         }
         self.all_names = [e.name for e in self.entities]
-        self._rng_seed = c.seed
+        self._splits: dict[str, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------ renderings
     def render(self, entity_id: str, render_kind: str, index: int):
@@ -318,8 +318,14 @@ class World:
         raise KeyError(split)
 
     def split_items(self, split: str) -> list[dict[str, Any]]:
+        """Items of a split, drawn once per World (treat them as read-only; copy to change)."""
         if split not in SPLIT_NAMES:
             raise KeyError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_NAMES)}")
+        if split not in self._splits:
+            self._splits[split] = self._draw_split(split)
+        return list(self._splits[split])
+
+    def _draw_split(self, split: str) -> list[dict[str, Any]]:
         if split == "utility":
             return self.utility_items()
         kind = "test" if split == "test" else "train"
