@@ -39,7 +39,7 @@ from mmu_bench.nullspace import Moments, build_projection, collect_moments, line
 
 @dataclass
 class CVFHyper(Hyper):
-    steps: int = hp(150, "maximum optimizer steps (the stopping rule usually ends earlier)")
+    steps: int = hp(300, "maximum optimizer steps (the stopping rule usually ends earlier)")
     lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0")
     batch_size: int = hp(16, "forget images per step")
     retain_batch_size: int = hp(32, "retain images per step")
@@ -50,7 +50,8 @@ class CVFHyper(Hyper):
     feature: str = hp("projector", "feature point: projector, or llm_layer:N (LLM hidden state N over the visual tokens)")
     retain_loss: Literal["distill", "infonce"] = hp("distill", "retain term: feature distillation or InfoNCE")
     retain_weight: float = hp(1.0, "lambda_r, weight of the retain term")
-    nll_weight: float = hp(0.0, "lambda_nll, optional retain VQA NLL through the frozen LLM")
+    nll_weight: float = hp(0.1, "lambda_nll, retain VQA NLL through the frozen LLM (0 turns it off); "
+                                "keeps retained answers right while the features move")
     trainable: Literal["vision", "projector"] = hp("vision", "vision: tower + projector linears; projector: projector only")
     null_space: bool = hp(True, "project every weight update into the null space of retained inputs")
     rule: Literal["energy", "relative", "absolute"] = hp("energy", "null-basis rule (see mmu_bench/nullspace.py)")
@@ -96,7 +97,9 @@ class CVF(Method):
         else:
             layer = int(self.hyper.feature.split(":")[1])
             ids = torch.tensor([model.prompt_ids("", True)] * pixels.shape[0], device=pixels.device)
-            out = model.model(input_ids=ids, pixel_values=pixels, output_hidden_states=True)
+            # the family's vision kwargs (LLaVA: pixel_values; NeXT: + image_sizes; Qwen: + grid, token types)
+            vision = model.vision_inputs(pixels, ids) if hasattr(model, "vision_inputs") else {"pixel_values": pixels}
+            out = model.model(input_ids=ids, **vision, output_hidden_states=True)
             mask = (ids == model.model.config.image_token_id).unsqueeze(-1).float()
             z = (out.hidden_states[layer] * mask).sum(1) / mask.sum(1)
         return F.normalize(z.float(), dim=-1)

@@ -32,9 +32,17 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 class LlavaAdapter:
-    """Adapter for LLaVA-style models (``LlavaForConditionalGeneration`` and friends)."""
+    """Adapter for LLaVA-style models (``LlavaForConditionalGeneration`` and friends).
+
+    The base of every model family (mmu_bench/families.py): a family overrides only what differs
+    (module map, pixel layout and extra vision inputs, image-token count, option scoring).
+    """
 
     family = "llava"
+    #: text between the prompt (which ends with the chat template's generation prompt) and an answer
+    answer_prefix = " "
+    #: score mcq options with the prompt's KV cache and explicit 1-D position ids (else full sequences)
+    kv_option_scoring = True
 
     def __init__(self, model: nn.Module, processor: Any, device: str | torch.device | None = None):
         self.model = model
@@ -63,12 +71,19 @@ class LlavaAdapter:
     def _count_image_tokens(self) -> int:
         from PIL import Image
 
-        cfg = self.processor.image_processor
-        size = cfg.crop_size["height"] if getattr(cfg, "crop_size", None) else 32
+        size = self._probe_size()
         probe = self.processor(text=[self.image_token], images=[Image.new("RGB", (size, size))],
                                return_tensors="pt")
-        image_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-        return int((probe["input_ids"] == image_id).sum())
+        return int((probe["input_ids"] == self.image_token_id).sum())
+
+    def _probe_size(self) -> int:
+        """Side of the square image used to count the visual tokens of one image."""
+        cfg = self.processor.image_processor
+        return cfg.crop_size["height"] if getattr(cfg, "crop_size", None) else 32
+
+    @property
+    def image_token_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.image_token)
 
     def prompt_text(self, question: str, has_image: bool) -> str:
         content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": question}]
@@ -86,9 +101,10 @@ class LlavaAdapter:
         return list(self._prompt_cache[key])
 
     def answer_ids(self, answer: str) -> list[int]:
-        return self.tokenizer(" " + answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return self.tokenizer(self.answer_prefix + answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
     def pixel_values(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        """One pixel tensor per PIL image (same shape for every image of a model)."""
         out: list[torch.Tensor] = []
         for i in range(0, len(images), 256):
             chunk = list(images[i:i + 256])
@@ -144,8 +160,14 @@ class LlavaAdapter:
         if px:
             # Mixed batches are fine: LLaVA scatters image features onto image-token positions in
             # order, so only rows that have an image contribute pixel_values.
-            out["pixel_values"] = torch.stack(px)
+            out.update(self.vision_inputs(torch.stack(px), input_ids))
         return {k: v.to(self.device) for k, v in out.items()}
+
+    def vision_inputs(self, pixel_values: torch.Tensor, input_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Forward kwargs for stacked per-image pixel tensors (``torch.stack(self.pixel_values(imgs))``),
+        one image per row of ``input_ids`` that holds image tokens. Families add what their model
+        needs besides ``pixel_values`` (image sizes, patch grids, token types)."""
+        return {"pixel_values": pixel_values}
 
     # ------------------------------------------------------------ scoring
     def forward_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -194,6 +216,8 @@ class LlavaAdapter:
         which are scored in one more pass. Same numbers as scoring prompt + option as full
         sequences (up to float error), at a fraction of the cost when prompts are long.
         """
+        if not self.kv_option_scoring:
+            return self.full_option_logprobs(items, batch_size)
         results: list[list[torch.Tensor]] = []
         self.model.eval()
         with torch.no_grad():
@@ -210,7 +234,7 @@ class LlavaAdapter:
                 first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(k, 0)
                 cache = out.cache
                 cache.batch_repeat_interleave(k)
-                opts = [self.tokenizer(" " + o, add_special_tokens=False)["input_ids"]
+                opts = [self.tokenizer(self.answer_prefix + o, add_special_tokens=False)["input_ids"]
                         for it in chunk for o in it["options"]]
                 n = max(len(o) for o in opts)
                 ids = torch.full((len(opts), n), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -230,6 +254,19 @@ class LlavaAdapter:
                 for j in range(len(chunk)):
                     results.append([tok[j * k + q][: len(opts[j * k + q])] for q in range(k)])
         return results
+
+    def full_option_logprobs(self, items: Sequence[dict], batch_size: int = 64) -> list[list[torch.Tensor]]:
+        """``option_logprobs`` by scoring every prompt + option as one right-padded sequence (the
+        reference computation; the fallback of families whose positions the model computes itself)."""
+        flat = [it for it in items for _ in it["options"]]
+        answers = [o for it in items for o in it["options"]]
+        scored = self.token_logprobs(self.encode(flat, answers=answers), batch_size=batch_size)
+        out, n = [], 0
+        for it in items:
+            k = len(it["options"])
+            out.append([r["logprobs"][:-1] for r in scored[n:n + k]])  # without eos
+            n += k
+        return out
 
     def generate(self, items: Sequence[dict], max_new_tokens: int = 50, batch_size: int = 64) -> list[str]:
         """Greedy decoding of answers (text after the prompt, special tokens stripped)."""

@@ -89,14 +89,17 @@ def cmd_world_export(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from . import distributed
     from .config import parse_pairs
+
+    distributed.init()  # under accelerate launch: join the process group before any model loads
 
     hyper = parse_pairs(args.set, "--set")
     if args.config:
         hyper = _read_hyper_file(args.config) | hyper
     splits = [s.strip() for s in args.forget_split.split(",") if s.strip()]
     if splits == ["all"]:
-        splits = ["forget_5", "forget_10", "forget_15"]
+        splits = _all_splits(args)
     rc, summary = 0, {}
     for split in splits:
         rc_one, metrics = _run_one(args, hyper, split)
@@ -119,8 +122,9 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
                    forget_split=split, seed=args.seed, hyper=hyper, out=args.out,
                    overwrite=args.overwrite, world_size=args.size, world_seed=args.world_seed,
                    zoo=parse_pairs(args.zoo_set, "zoo recipe"), cache_dir=args.cache_dir, device=args.device,
-                   mcq_mode=args.mcq_mode, max_new_tokens=args.max_new_tokens, progress=not args.quiet,
-                   protocol_options=_protocol_options(args))
+                   dtype=args.dtype, data=args.data, utility=args.utility, mcq_mode=args.mcq_mode,
+                   gradient_checkpointing=args.gradient_checkpointing, max_new_tokens=args.max_new_tokens,
+                   progress=not args.quiet, protocol_options=_protocol_options(args))
     outcome = run(spec)
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
@@ -185,6 +189,61 @@ def cmd_sweep(args) -> int:
     return 1 if result["counts"]["failed"] else 0
 
 
+def _all_splits(args) -> list[str]:
+    """Every forget split of the chosen benchmark (a real benchmark's come with its data)."""
+    from .plugins import get_registry
+
+    cls = get_registry().get("benchmarks", args.benchmark)
+    splits = getattr(cls, "forget_splits", None)
+    if isinstance(splits, (tuple, list)):
+        return list(splits)
+    return list(_benchmark(args).forget_splits)
+
+
+def _benchmark(args):
+    """The benchmark object of a run / finetune command (builds nothing yet: the zoo is lazy)."""
+    from .config import apply_overrides, parse_pairs
+    from .plugins import get_registry
+    from .run import RunSpec, make_benchmark
+    from .zoo import ZooRecipe
+
+    spec = RunSpec(method="-", benchmark=args.benchmark, model=args.model, world_size=args.size,
+                   world_seed=getattr(args, "world_seed", 0), cache_dir=args.cache_dir, device=args.device,
+                   dtype=args.dtype, data=args.data, progress=not args.quiet,
+                   gradient_checkpointing=args.gradient_checkpointing)
+    recipe = apply_overrides(ZooRecipe, parse_pairs(args.zoo_set, "zoo recipe"), "zoo recipe")
+    return make_benchmark(get_registry().get("benchmarks", args.benchmark), spec, recipe)
+
+
+def cmd_finetune(args) -> int:
+    """Build a benchmark's finetuned model and its oracles (retrain, retrain_visual) per forget split."""
+    from .evaluate import EvalConfig
+
+    from . import distributed
+
+    distributed.init()
+    t0 = time.time()
+    bench = _benchmark(args)
+    splits = _csv(args.forget_splits) if args.forget_splits != "all" else list(bench.forget_splits)
+    for split in splits:
+        bench.check_split(split)
+    print(f"{bench.name} / {args.model}: zoo {bench.zoo.root}")
+    print(f"  {'base':<24} {bench.zoo.path('base')}")
+    print(f"  {'finetuned':<24} {bench.zoo.path('finetuned')}")
+    for split in splits:
+        for name in ("retrain", "retrain_visual"):
+            print(f"  {name + '@' + split:<24} {bench.zoo.path(name, split)}")
+    if not args.no_check:
+        from .report import results_table
+
+        for split in splits:
+            ref = bench.reference_metrics(split, EvalConfig(max_new_tokens=args.max_new_tokens))
+            print(f"\nreference models on {split}:")
+            print(results_table(ref))
+    print(f"done in {time.time() - t0:.1f} s")
+    return 0
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -233,6 +292,19 @@ def cmd_hparams(args) -> int:
     return 0
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", default="synthetic", help="synthetic (default), mllmu, clear (mmu-bench ls benchmarks)")
+    p.add_argument("--data", default=None, help="data folder of a real benchmark (mllmu, clear)")
+    p.add_argument("--model", default="tiny-llava",
+                   help="tiny-llava (default, built by the zoo) or hf:<hub id or local folder> (any "
+                        "transformers image-text-to-text model: LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
+                   help="weights dtype of hf: models (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--gradient-checkpointing", action="store_true",
+                   help="trade compute for memory when training hf: models (LLM methods, zoo fine-tuning)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -247,8 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="unlearn with one method and evaluate every task")
     r.add_argument("--method", required=True, help="registered method name (mmu-bench ls methods)")
-    r.add_argument("--benchmark", default="synthetic")
-    r.add_argument("--model", default="tiny-llava")
+    _model_args(r)
     r.add_argument("--protocol", default="static", help="static | continual | mia | relearn (mmu-bench ls protocols)")
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
@@ -266,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--world-seed", type=int, default=0)
     r.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
     r.add_argument("--cache-dir", default=None)
-    r.add_argument("--device", default=None)
+    r.add_argument("--utility", default=None, metavar="lmeval:TASK,...",
+                   help="extra text-utility evaluation of the unlearned model through lm-eval, e.g. "
+                        "lmeval:mmu_synthetic_real_qa_mcq (keys utility.lmeval.<task>.<metric>)")
     r.add_argument("--mcq-mode", choices=["loglik", "generate"], default="loglik")
     r.add_argument("--max-new-tokens", type=int, default=50, help="generation budget for gen / cloze (default 50)")
     r.set_defaults(func=cmd_run)
@@ -289,6 +362,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
     sw.add_argument("--max-new-tokens", type=int, default=50)
     sw.set_defaults(func=cmd_sweep)
+    f = sub.add_parser("finetune", help="build a benchmark's finetuned model and retrain oracles for a model")
+    _model_args(f)
+    f.add_argument("--forget-splits", default="all", help="comma-separated forget splits, or all (default)")
+    f.add_argument("--size", type=int, default=100, help="synthetic world size (default 100)")
+    f.add_argument("--world-seed", type=int, default=0)
+    f.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="zoo recipe field (repeatable): batch_size, lr, base_steps, finetune_steps, replay_share")
+    f.add_argument("--cache-dir", default=None)
+    f.add_argument("--max-new-tokens", type=int, default=50)
+    f.add_argument("--no-check", action="store_true", help="do not evaluate the reference models afterwards")
+    f.set_defaults(func=cmd_finetune)
     h = sub.add_parser("hparams", help="list a method's hyper-parameters with types, defaults and meaning")
     h.add_argument("method")
     h.set_defaults(func=cmd_hparams)

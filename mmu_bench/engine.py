@@ -4,6 +4,11 @@ device selection (CUDA + bf16 autocast when present), progress bar, divergence d
 Every method and the model zoo train through :func:`train`. A method supplies a loss function of
 the step and the parameters to train; it may also supply ``project_update`` to transform each
 parameter's final optimizer update (the null-space projection of CVF).
+
+Under ``accelerate launch`` with several processes the same call trains data-parallel: each
+process computes its part of every global batch (a loss function takes it with
+``mmu_bench.distributed.shard``), gradients are averaged weighted by examples, and the update
+runs identically everywhere. See mmu_bench/distributed.py. One process: unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from . import distributed
 
 
 @dataclass
@@ -107,22 +114,35 @@ def train(
     the update to apply instead. ``should_stop(step)`` is polled after each step (stopping rules
     on validation data). Raises :class:`Diverged` on a non-finite loss, with the model left at the
     last state whose loss was finite (``restore_on_divergence``).
+
+    Several processes (``accelerate launch``): a collective call, which every process makes with
+    the same ``cfg.steps``. ``loss_fn`` returns the mean loss over its part of the step's global
+    batch (``distributed.shard``; ``distributed.weigh`` for token means); gradients are averaged
+    weighted by those parts, the reported losses are the global ones, and rank 0 decides
+    ``should_stop`` for everyone. See mmu_bench/distributed.py.
     """
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
     device = device or params[0].device
+    distributed.init()
+    parallel = distributed.active()
+    if parallel:
+        distributed.broadcast_parameters(params)
     seed_everything(cfg.seed)
     groups = optimizer_groups or [{"params": params, "weight_decay": cfg.weight_decay}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     result = TrainResult(steps=0)
-    bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not cfg.progress, leave=False, mininterval=0.5)
+    bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main_process(),
+               leave=False, mininterval=0.5)
     previous: list[torch.Tensor] | None = None
     for step in bar:
-        with autocast_for(device):
+        with autocast_for(device), distributed.step_scope() as share:
             loss = loss_fn(step)
         value = float(loss.detach())
+        if parallel:
+            value, weight = distributed.reduce_loss(value, share.count)
         if not math.isfinite(value):
             if previous is not None:
                 # The parameters now give a non-finite loss: go back one update, to the last
@@ -134,6 +154,8 @@ def train(
             raise Diverged(step, value)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if parallel:
+            distributed.all_reduce_gradients(params, weight)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         if cfg.restore_on_divergence:
@@ -151,7 +173,7 @@ def train(
         result.steps = step + 1
         if step % 10 == 0:
             bar.set_postfix(loss=f"{value:.3f}")
-        if should_stop is not None and should_stop(step):
+        if should_stop is not None and distributed.agree(should_stop(step)):
             result.stopped_early = True
             break
     bar.close()

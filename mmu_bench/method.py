@@ -23,6 +23,7 @@ from torch import nn
 
 from .adapter import LlavaAdapter
 from .config import apply_overrides
+from .distributed import shard
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
 
@@ -206,7 +207,13 @@ def answer_logits(model: LlavaAdapter, batch: dict[str, torch.Tensor]) -> tuple[
 
 
 class GradientMethod(Method):
-    """A method defined by a loss over forget (and retain) batches, trained by the shared engine."""
+    """A method defined by a loss over forget (and retain) batches, trained by the shared engine.
+
+    ``loss`` gets collated batches and returns their mean loss. Under ``accelerate launch`` with
+    several processes the batches are this process's shard of the step's global batches and the
+    engine averages gradients across processes (mmu_bench/distributed.py), so a loss that is a
+    mean over examples needs no change.
+    """
 
     Hyper: ClassVar[type] = GradientHyper
     uses_retain: ClassVar[bool] = False
@@ -256,8 +263,10 @@ class GradientMethod(Method):
         model.model.train()
 
         def loss_fn(step: int) -> torch.Tensor:
-            fb = model.collate(forget.next())
-            rb = model.collate(retain.next()) if retain is not None else None
+            # Every process draws the same global batches; each computes its own part of them
+            # (several processes under accelerate launch; one process: the whole batch).
+            fb = model.collate(shard(forget.next()))
+            rb = model.collate(shard(retain.next())) if retain is not None else None
             return self.loss(model, fb, rb, context)
 
         try:

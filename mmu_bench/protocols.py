@@ -23,6 +23,7 @@ class ProtocolResult:
     timings: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)  # e.g. per-step curves, saved in metrics.json
     plots: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # file name -> writer
+    model: Any = None  # the final unlearned model (for extra utility evaluations); not stored
 
 
 def make_context(benchmark, split: str, seed: int, progress: bool, device=None) -> UnlearnContext:
@@ -67,7 +68,7 @@ class StaticProtocol:
         t0 = time.time()
         metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
         return ProtocolResult(metrics, samples, context.logs, diverged,
-                              {"unlearn": t_unlearn, "evaluate": round(time.time() - t0, 2)})
+                              {"unlearn": t_unlearn, "evaluate": round(time.time() - t0, 2)}, model=model)
 
 
 class MIAProtocol:
@@ -121,7 +122,7 @@ class MIAProtocol:
         metrics.update(mia_metrics(self._aucs(model, benchmark, split), oracle["retrain"], oracle["retrain_visual"]))
         return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
                               {"unlearn": t_unlearn, "evaluate": round(t1 - t0, 2), "mia": round(time.time() - t1, 2)},
-                              {"oracle_auc": oracle})
+                              {"oracle_auc": oracle}, model=model)
 
 
 def _mcq_acc(model, items: list[dict], eval_cfg: EvalConfig) -> float:
@@ -200,7 +201,8 @@ class ContinualProtocol:
         details = {"requests": [list(c) for c in chunks], "curves": curves, "finetuned_retain_acc": ft_retain}
         return ProtocolResult(metrics, samples, logs, diverged,
                               {"unlearn": round(t1 - t0, 2), "evaluate": round(time.time() - t1, 2)},
-                              details, {"continual.png": lambda path: plot_continual(details, path, method.name)})
+                              details, {"continual.png": lambda path: plot_continual(details, path, method.name)},
+                              model=model)
 
 
 def continual_summary(curves: dict[str, list], finetuned_retain_acc: float) -> dict[str, float]:

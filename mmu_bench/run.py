@@ -40,6 +40,10 @@ class RunSpec:
     zoo: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     device: str | None = None
+    dtype: str | None = None
+    data: str | None = None
+    utility: str | None = None
+    gradient_checkpointing: bool = False
     protocol_options: dict[str, Any] = field(default_factory=dict)
     mcq_mode: str = "loglik"
     max_new_tokens: int = 50
@@ -61,12 +65,14 @@ def resolve(spec: RunSpec):
     reg = get_registry()
     method_cls = reg.get("methods", spec.method)
     bench_cls = reg.get("benchmarks", spec.benchmark)
-    reg.get("models", spec.model)
+    if not spec.model.startswith("hf:"):  # hf:<id or folder> loads any transformers model
+        reg.get("models", spec.model)
     protocol_cls = reg.get("protocols", spec.protocol)
-    if spec.model not in getattr(bench_cls, "models", (spec.model,)):
-        raise MMUError(f"benchmark {spec.benchmark!r} runs models {', '.join(bench_cls.models)}; got {spec.model!r}")
-    splits = getattr(bench_cls, "forget_splits", None)
-    if splits and spec.forget_split not in splits:
+    models = getattr(bench_cls, "models", (spec.model,))
+    if spec.model not in models and not (spec.model.startswith("hf:") and any(m.startswith("hf:") for m in models)):
+        raise MMUError(f"benchmark {spec.benchmark!r} runs models {', '.join(models)}; got {spec.model!r}")
+    splits = getattr(bench_cls, "forget_splits", None)  # a real benchmark's come with its data
+    if isinstance(splits, (tuple, list)) and spec.forget_split not in splits:
         raise MMUError(f"unknown forget split {spec.forget_split!r} for benchmark {spec.benchmark!r}; "
                        f"expected one of {', '.join(splits)}")
     from .method import build_method
@@ -94,17 +100,26 @@ def run(spec: RunSpec) -> RunOutcome:
                    spec.seed, changed_hyper(method), spec.protocol_options)
     ensure_writable(path, "output directory")
     done = finished(path)
+    if done is not None and not spec.overwrite and not _same_hyper(path, method):
+        import sys
+
+        print(f"mmu-bench: the finished run at {path} used other hyper-parameters (the method's "
+              f"defaults changed since); redoing it", file=sys.stderr)
+        done = None
     if done is not None and not spec.overwrite:
         _check_same_settings(path, spec)
         return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
 
     recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
-    bench = bench_cls(size=spec.world_size, seed=spec.world_seed, cache_dir=spec.cache_dir,
-                      progress=spec.progress, device=spec.device, recipe=recipe)
+    bench = make_benchmark(bench_cls, spec, recipe)
+    if hasattr(bench, "check_split"):
+        bench.check_split(spec.forget_split)
     t0 = time.time()
     reference = bench.reference_metrics(spec.forget_split, eval_cfg)
     t_ref = time.time() - t0
     result = protocol.run(method, bench, spec.forget_split, spec.seed, eval_cfg, progress=spec.progress)
+    if spec.utility:
+        result.metrics = dict(sorted((result.metrics | _extra_utility(spec, bench, result)).items()))
     if hasattr(bench, "reference_forget_statistics"):
         from .forget_quality import forget_quality_metrics
 
@@ -130,11 +145,50 @@ def run(spec: RunSpec) -> RunOutcome:
         "timings": result.timings | {"reference": round(t_ref, 2)},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_run(path, config, doc, result.samples, result.plots)
+    from . import distributed
+
+    if distributed.is_main_process():  # under accelerate launch, one process writes
+        write_run(path, config, doc, result.samples, result.plots)
+    distributed.barrier()
     return RunOutcome(path, result.metrics, reference, result.diverged, False, doc)
 
 
-_SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens")
+def make_benchmark(bench_cls, spec: RunSpec, recipe=None):
+    """Instantiate a benchmark class for a run spec (world, data, model, device, zoo recipe:
+    ``recipe``, else the spec's ``zoo`` overrides of the default recipe)."""
+    if recipe is None and spec.zoo:
+        from .config import apply_overrides
+        from .zoo import ZooRecipe
+
+        recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
+    kwargs: dict[str, Any] = dict(cache_dir=spec.cache_dir, progress=spec.progress, device=spec.device,
+                                  recipe=recipe)
+    if spec.data is not None:
+        kwargs["data"] = spec.data
+    else:
+        kwargs.update(size=spec.world_size, seed=spec.world_seed)
+    if spec.model != "tiny-llava" or spec.dtype is not None:  # older third-party classes lack these
+        kwargs.update(model=spec.model, dtype=spec.dtype)
+    if spec.gradient_checkpointing:
+        kwargs["gradient_checkpointing"] = True
+    try:
+        return bench_cls(**kwargs)
+    except TypeError as e:
+        raise MMUError(f"benchmark {spec.benchmark!r} does not take {', '.join(sorted(kwargs))}: {e}") from None
+
+
+def _extra_utility(spec: RunSpec, bench, result) -> dict[str, float]:
+    """``--utility lmeval:<tasks>``: text utility of the unlearned model through lm-eval."""
+    from .lmeval import lmeval_utility
+
+    model = getattr(result, "model", None)
+    if model is None:
+        raise MMUError(f"protocol {spec.protocol!r} does not return its final model; --utility needs it")
+    workdir = Path(spec.out) / ".lmeval"
+    return lmeval_utility(model, spec.utility, world=getattr(bench, "world", None), workdir=workdir)
+
+
+_SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens", "data", "dtype", "utility")
 
 
 def settings_of(spec: RunSpec) -> dict:
@@ -154,6 +208,19 @@ def _check_same_settings(path: Path, spec: RunSpec) -> None:
         what = ", ".join(f"{k}={old!r} there vs {new!r} now" for k, (old, new) in diff.items())
         raise MMUError(f"a finished run at {path} used other settings ({what}); "
                        f"pass --overwrite to redo it or choose another --out")
+
+
+def _same_hyper(path: Path, method) -> bool:
+    """Whether a finished run used the same resolved hyper-parameters. Directories are named by
+    the values that differ from the defaults, so a change of defaults would otherwise reuse stale
+    results under the new defaults' name."""
+    import json
+
+    try:
+        stored = json.loads((path / "config.json").read_text())["method"]["hyper"]
+    except (OSError, ValueError, KeyError):
+        return True  # nothing to compare against (older or foreign layout): trust the name
+    return json.loads(json.dumps(_hyper_dict(method))) == stored
 
 
 def _hyper_dict(method) -> dict:

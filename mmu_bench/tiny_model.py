@@ -63,30 +63,47 @@ class TinyLlavaConfig:
 
 
 def build_tokenizer(corpus: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    # The corpus is repeated with the chat wrappers so "USER:"/"ASSISTANT:" become single tokens.
+    return train_bpe_tokenizer(corpus, vocab_size, SPECIAL_TOKENS, ["USER: ", " ASSISTANT:", "\n"],
+                               bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                               extra_special_tokens={"image_token": IMAGE_TOKEN})
+
+
+def train_bpe_tokenizer(corpus: list[str], vocab_size: int, special_tokens: list[str], wrappers: list[str],
+                        bos_token: str | None, eos_token: str, pad_token: str, unk_token: str | None = None,
+                        extra_special_tokens: dict[str, str] | None = None,
+                        model_max_length: int = 256) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ``corpus`` (+ ``wrappers`` x 50), offline.
+
+    ``bos_token`` (when given) is prepended to every encoded text, as LLaVA's Llama tokenizer does;
+    Qwen's tokenizer adds nothing (``bos_token=None``).
+    """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    # The corpus is repeated with the chat wrappers so "USER:"/"ASSISTANT:" become single tokens.
-    wrappers = ["USER: ", " ASSISTANT:", "\n"] * 50
-    tok.train_from_iterator(list(corpus) + wrappers, trainer)
-    bos = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)]
-    )
+    tok.train_from_iterator(list(corpus) + list(wrappers) * 50, trainer)
+    if bos_token is not None:
+        bos = tok.token_to_id(bos_token)
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A $B", special_tokens=[(bos_token, bos)]
+        )
+    kw = {"bos_token": bos_token} if bos_token is not None else {}
+    if unk_token is not None:
+        kw["unk_token"] = unk_token
+    if extra_special_tokens:
+        kw["extra_special_tokens"] = extra_special_tokens
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
-        model_max_length=256,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        model_max_length=model_max_length,
+        **kw,
     )
 
 

@@ -12,6 +12,10 @@ oracle and the retrain_visual oracle.
 Each model is a ``save_pretrained`` folder (safetensors + processor) under
 ``<cache>/zoo/<key>/<name>``, where key hashes the world, model and recipe configs. Folders are
 built atomically and verified on load (see cache.py).
+
+The same zoo serves any world-shaped data (a real benchmark's DataWorld: MLLMU-Bench, CLEAR) and
+any model: the default tiny LLaVA is trained from random init (``base``), while an ``hf:<id or
+folder>`` model IS the base (a pretrained model brings its general knowledge; it is not copied).
 """
 
 from __future__ import annotations
@@ -70,15 +74,24 @@ def model_label(name: str, split: str | None) -> str:
 class Zoo:
     """Builds on demand, caches and loads the zoo models of one world."""
 
-    def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | None = None,
+    def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | str | None = None,
                  recipe: ZooRecipe | None = None, cache_dir: str | Path | None = None,
-                 progress: bool = True, device: str | None = None):
-        self.world = world if isinstance(world, World) else World(world or WorldConfig())
-        self.model_config = model or TinyLlavaConfig()
+                 progress: bool = True, device: str | None = None, dtype: str | None = None,
+                 gradient_checkpointing: bool = False):
+        # ``world``: a WorldConfig, a World, or any object with the World surface (DataWorld).
+        self.world = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
+        # ``model``: the tiny LLaVA's config, or "hf:<hub id or folder>" (a pretrained base).
+        self.source = model if isinstance(model, str) else None
+        if self.source is not None and not self.source.startswith("hf:"):
+            raise MMUError(f"zoo model {model!r}: expected a TinyLlavaConfig or 'hf:<hub id or folder>'")
+        self.model_config = None if self.source else (model or TinyLlavaConfig())
         self.recipe = recipe or ZooRecipe()
         self.progress = progress
         self.device = pick_device(device)
-        blob = json.dumps({"world": self.world.config.fingerprint(), "model": self.model_config.as_dict(),
+        self.dtype = dtype
+        self.gradient_checkpointing = gradient_checkpointing
+        model_id = self.model_config.as_dict() if self.source is None else source_fingerprint(self.source)
+        blob = json.dumps({"world": self.world.config.fingerprint(), "model": model_id,
                            "recipe": asdict(self.recipe), "zoo": ZOO_VERSION}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         self.root = cache_root(cache_dir) / "zoo" / self.key
@@ -92,8 +105,9 @@ class Zoo:
     def _check(self, name: str, split: str | None) -> None:
         if name not in MODEL_NAMES:
             raise MMUError(f"unknown zoo model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
-        if name in ("retrain", "retrain_visual") and split not in FORGET_SPLITS:
-            raise MMUError(f"zoo model {name!r} needs a forget split, one of {', '.join(FORGET_SPLITS)}; "
+        splits = self.world.forget_splits
+        if name in ("retrain", "retrain_visual") and split not in splits:
+            raise MMUError(f"zoo model {name!r} needs a forget split, one of {', '.join(splits)}; "
                            f"got {split!r}")
 
     def entry_key(self, name: str, split: str | None) -> str:
@@ -103,25 +117,43 @@ class Zoo:
         """None if the model is built and intact, else why not."""
         return entry_problem(self.root / self.dir_name(name, split), self.entry_key(name, split))
 
-    def path(self, name: str, split: str | None = None) -> Path:
-        """The model's folder, building it (and what it starts from) if needed."""
+    def path(self, name: str, split: str | None = None) -> Path | str:
+        """The model's folder, building it (and what it starts from) if needed. The base of an
+        ``hf:`` zoo is the source itself (a folder or a hub id), never copied."""
+        if name == "base" and self.source is not None:
+            return self.source[3:]
         path = self.root / self.dir_name(name, split)
         problem = entry_problem(path, self.entry_key(name, split))
         if problem is None:
             return path
-        if problem != "missing":
-            print(f"mmu-bench: zoo entry {path} is {problem}; rebuilding it", file=sys.stderr)
-        self._build(name, split, path)
+        from . import distributed
+
+        # Under accelerate launch the first process builds (alone) while the others wait, then
+        # everyone loads the finished entry.
+        with distributed.main_process_first():
+            problem = entry_problem(path, self.entry_key(name, split))
+            if problem is not None:
+                if problem != "missing":
+                    print(f"mmu-bench: zoo entry {path} is {problem}; rebuilding it", file=sys.stderr)
+                with distributed.local():
+                    self._build(name, split, path)
         return path
 
     def load(self, name: str, split: str | None = None, device: str | None = None) -> LlavaAdapter:
         path = self.path(name, split)
-        model = AutoModelForImageTextToText.from_pretrained(path)
-        processor = AutoProcessor.from_pretrained(path)
-        return LlavaAdapter(model, processor, device or self.device)
+        if self.source is None:  # the tiny LLaVA: fp32, the adapter it was built with
+            model = AutoModelForImageTextToText.from_pretrained(path)
+            processor = AutoProcessor.from_pretrained(path)
+            return LlavaAdapter(model, processor, device or self.device)
+        from .families import load_hf
+
+        return load_hf(f"hf:{path}", device=device or self.device, dtype=self.dtype,
+                       gradient_checkpointing=self.gradient_checkpointing)
 
     # ------------------------------------------------------------ building
     def processor(self):
+        if self.source is not None:
+            return self.load("base").processor
         if self._processor is None:
             tok = build_tokenizer(self.world.corpus(), self.model_config.vocab_size)
             self._processor = build_processor(tok, self.model_config)
@@ -136,7 +168,7 @@ class Zoo:
         if name == "finetuned":
             data = w.split_items("full")
         elif name == "retrain":
-            data = w.split_items(f"retain_{100 - int(split.split('_')[1])}")
+            data = w.split_items(w.retain_split(split))
         else:  # retrain_visual: text facts of everyone, images of retained entities only
             forget = set(w.forget_ids[split])
             data = [it for it in w.split_items("full")
@@ -145,12 +177,16 @@ class Zoo:
 
     def _build(self, name: str, split: str | None, path: Path) -> None:
         r = self.recipe
-        proc = self.processor()
-        if name == "base":
-            model = build_model(proc.tokenizer, self.model_config, seed=r.seed)
+        if self.source is not None:  # a pretrained base: start from it, with its own adapter
+            adapter = self.load("base")
+            model, proc = adapter.model, adapter.processor
         else:
-            model = AutoModelForImageTextToText.from_pretrained(self.path("base"))
-        adapter = LlavaAdapter(model, proc, self.device)
+            proc = self.processor()
+            if name == "base":
+                model = build_model(proc.tokenizer, self.model_config, seed=r.seed)
+            else:
+                model = AutoModelForImageTextToText.from_pretrained(self.path("base"))
+            adapter = LlavaAdapter(model, proc, self.device)
         data, replay = self._training_items(name, split)
         steps = r.base_steps if name == "base" else r.finetune_steps
         enc_data = adapter.encode(data)
@@ -176,8 +212,22 @@ class Zoo:
 
         build_entry(path, self.entry_key(name, split), write,
                     meta={"name": name, "split": split, "world": asdict(self.world.config),
-                          "model": self.model_config.as_dict(), "recipe": asdict(r),
+                          "model": self.model_config.as_dict() if self.source is None else self.source,
+                          "recipe": asdict(r),
                           "mmu_bench": __version__, "steps": steps, "examples": len(data)})
+
+
+def source_fingerprint(source: str) -> dict:
+    """What identifies an ``hf:`` base: a hub id by name; a local folder by its config and the
+    names and sizes of its files (cheap, and changes when the weights are replaced)."""
+    ref = source[3:]
+    folder = Path(ref).expanduser()
+    if not folder.is_dir():
+        return {"hf": ref}
+    if not (folder / "config.json").is_file():
+        raise MMUError(f"model folder {folder} has no config.json; expected a save_pretrained folder")
+    files = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+    return {"hf_folder": hashlib.sha256(json.dumps([(folder / "config.json").read_text(), files]).encode()).hexdigest()[:16]}
 
 
 def _balance(items: list[dict], copies: int) -> list[dict]:

@@ -23,6 +23,7 @@ counterpart and are not exported.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -236,11 +237,19 @@ def _get(obj: Any, key: str, where: str) -> Any:
     return obj[key]
 
 
-def _decode(cell: Any, shard: Path, row_id: str, field: str) -> Image.Image:
-    """Decode an image cell ({bytes, path}) to RGB; ``path`` is tried relative to the shard."""
+def _decode(cell: Any, shard: Path, row_id: str, field: str,
+            image_cache: dict[str, Image.Image] | None = None) -> Image.Image:
+    """Decode an image cell ({bytes, path}) to RGB; ``path`` is tried relative to the shard.
+
+    With ``image_cache`` (sha1 of the bytes -> image), identical bytes decode once and every
+    item asking about them shares one (read-only) image.
+    """
     where = f"{shard}: row ID {row_id!r}: field {field!r}"
+    data = cell.get("bytes") if isinstance(cell, dict) else None
+    digest = hashlib.sha1(data).hexdigest() if image_cache is not None and data is not None else None
+    if digest is not None and digest in image_cache:
+        return image_cache[digest]
     try:
-        data = cell.get("bytes") if isinstance(cell, dict) else None
         if data is None:
             path = cell.get("path") if isinstance(cell, dict) else None
             if not path:
@@ -249,12 +258,16 @@ def _decode(cell: Any, shard: Path, row_id: str, field: str) -> Image.Image:
         else:
             source = io.BytesIO(data)
         with Image.open(source) as im:
-            return im.convert("RGB")
+            image = im.convert("RGB")
     except Exception as exc:
         raise MMUError(f"{where}: image does not decode: {exc}") from exc
+    if digest is not None:
+        image_cache[digest] = image
+    return image
 
 
-def _row_items(row: dict[str, Any], shard: Path, test: bool) -> list[dict[str, Any]]:
+def _row_items(row: dict[str, Any], shard: Path, test: bool,
+               image_cache: dict[str, Image.Image] | None = None) -> list[dict[str, Any]]:
     """Turn one MLLMU row back into world-style items (vqa items first, as the world orders them)."""
     row_id = str(row["ID"])
     where = f"{shard}: row ID {row_id!r}"
@@ -304,15 +317,20 @@ def _row_items(row: dict[str, Any], shard: Path, test: bool) -> list[dict[str, A
     if test:
         cells = _get(row, "images", where) or []
         for r, cell in enumerate(cells):
-            items += build("vqa", _decode(cell, shard, row_id, f"images[{r}]"), r, f".test{r}")
+            items += build("vqa", _decode(cell, shard, row_id, f"images[{r}]", image_cache), r, f".test{r}")
     elif per_modality["vqa"]:
-        items += build("vqa", _decode(_get(row, "image", where), shard, row_id, "image"), 0, "")
+        items += build("vqa", _decode(_get(row, "image", where), shard, row_id, "image", image_cache), 0, "")
     items += build("qa", None, -1, "")
     return items
 
 
-def read_config(config_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Items of one MLLMU config folder (all its ``train-*.parquet`` shards, in name order)."""
+def read_config(config_dir: str | os.PathLike[str], *,
+                image_cache: dict[str, Image.Image] | None = None) -> list[dict[str, Any]]:
+    """Items of one MLLMU config folder (all its ``train-*.parquet`` shards, in name order).
+
+    ``image_cache`` (optional, sha1 of image bytes -> decoded image) is shared between calls so
+    an image stored in several configs is decoded and held once.
+    """
     folder = Path(config_dir)
     shards = sorted(folder.glob("train-*.parquet"))
     if not shards:
@@ -326,7 +344,7 @@ def read_config(config_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if name not in names:
                 raise MMUError(f"{shard}: missing field {name!r} (expected fields: {', '.join(needed)})")
         for row in pq.read_table(shard, columns=list(needed)).to_pylist():
-            items += _row_items(row, shard, test)
+            items += _row_items(row, shard, test, image_cache)
     return items
 
 

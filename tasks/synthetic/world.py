@@ -205,6 +205,16 @@ class World:
         self.all_names = [e.name for e in self.entities]
         self._splits: dict[str, list[dict[str, Any]]] = {}
 
+    # The surface the zoo and the benchmark use (a real benchmark's DataWorld has the same).
+    name = "synthetic"
+    forget_splits = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
+
+    def retain_split(self, forget_split: str) -> str:
+        """The retain split that complements ``forget_split`` (forget_10 -> retain_90)."""
+        if forget_split not in self.forget_ids:
+            raise KeyError(f"unknown forget split {forget_split!r}; expected one of {', '.join(self.forget_ids)}")
+        return f"retain_{100 - int(forget_split.split('_')[1])}"
+
     # ------------------------------------------------------------ renderings
     def render(self, entity_id: str, render_kind: str, index: int):
         """Rendering ``index`` of an entity; ``render_kind`` is "train", "test" or "val" (disjoint draws)."""

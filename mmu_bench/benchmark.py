@@ -1,0 +1,114 @@
+"""A benchmark = a world of items (synthetic or a real dataset) + the zoo of models trained on it.
+
+:class:`WorldBenchmark` is everything a protocol needs from a benchmark -- the forget request,
+retain and validation items, the evaluation tasks, the zoo's models and their reference
+metrics -- written once over the *World surface* (``forget_splits``, ``forget_ids``,
+``retain_split``, ``split_items``, ``split_entities``, ``validation_items``, ``corpus``,
+``config.fingerprint()``). The built-in synthetic benchmark and the MLLMU-Bench / CLEAR loaders
+differ only in how they make their world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+from .cache import write_json_atomic
+from .errors import MMUError
+from .method import UnlearnRequest
+
+TINY_MODEL = "tiny-llava"
+
+
+class WorldBenchmark:
+    """Base class: subclasses set ``name``, ``description`` and build ``self.world`` in
+    :meth:`make_world`. ``model`` is ``tiny-llava`` (trained from scratch by the zoo) or
+    ``hf:<hub id or folder>`` (a pretrained base)."""
+
+    name = "world"
+    description = ""
+    models: tuple[str, ...] = (TINY_MODEL, "hf:<id or folder>")
+
+    def __init__(self, *, model: str = TINY_MODEL, cache_dir=None, progress: bool = True,
+                 device: str | None = None, dtype: str | None = None, recipe=None,
+                 gradient_checkpointing: bool = False, **world_args: Any):
+        from .zoo import Zoo
+
+        self.world = self.make_world(**world_args)
+        self.model_name = model
+        if model != TINY_MODEL and not model.startswith("hf:"):
+            raise MMUError(f"model {model!r} unknown for benchmark {self.name!r}; expected {TINY_MODEL} "
+                           f"or hf:<hub id or local folder>")
+        self.zoo = Zoo(self.world, model=None if model == TINY_MODEL else model, recipe=recipe,
+                       cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
+                       gradient_checkpointing=gradient_checkpointing)
+
+    def make_world(self, **world_args: Any):
+        raise NotImplementedError
+
+    @property
+    def forget_splits(self) -> tuple[str, ...]:
+        return tuple(self.world.forget_splits)
+
+    def check_split(self, split: str) -> None:
+        if split not in self.world.forget_splits:
+            raise MMUError(f"unknown forget split {split!r} for benchmark {self.name!r}; expected one of "
+                           f"{', '.join(self.world.forget_splits)}")
+
+    def identity(self) -> dict:
+        return {"benchmark": self.name, "world": asdict(self.world.config), "zoo": self.zoo.key}
+
+    def request(self, split: str) -> UnlearnRequest:
+        self.check_split(split)
+        return UnlearnRequest(forget=self.world.split_items(split), forget_entities=list(self.world.forget_ids[split]))
+
+    def retain_items(self, split: str) -> list[dict]:
+        self.check_split(split)
+        return self.world.split_items(self.world.retain_split(split))
+
+    def validation(self, split: str) -> dict[str, list[dict]]:
+        """Held-out renderings for stopping rules: every forget entity, up to 20 retain entities."""
+        self.check_split(split)
+        forget = self.world.forget_ids[split]
+        retain = list(self.world.split_entities(self.world.retain_split(split)))[:20]
+        return {"forget": self.world.validation_items(forget, renders=2),
+                "retain": self.world.validation_items(retain, renders=1)}
+
+    def tasks(self, split: str) -> dict[str, list[dict]]:
+        from .tasks.synthetic.benchmark import eval_tasks
+
+        self.check_split(split)
+        return eval_tasks(self.world, split)
+
+    def load(self, zoo_model: str, split: str):
+        return self.zoo.load(zoo_model, split if zoo_model.startswith("retrain") else None)
+
+    def reference_metrics(self, split: str, eval_cfg) -> dict[str, dict[str, float]]:
+        """Metrics of finetuned / retrain / retrain_visual on this split's tasks, cached per zoo."""
+        return self._reference(split, eval_cfg)["metrics"]
+
+    def reference_forget_statistics(self, split: str, eval_cfg) -> dict[str, dict[str, float]]:
+        """Per-item forget statistics (truth ratios) of the reference models, for forget quality."""
+        return self._reference(split, eval_cfg)["forget_statistics"]
+
+    def _reference(self, split: str, eval_cfg) -> dict:
+        from .evaluate import evaluate
+        from .forget_quality import forget_statistics
+
+        tag = hashlib.sha256(json.dumps(asdict(eval_cfg) | {"progress": None}, sort_keys=True).encode()).hexdigest()[:10]
+        path = self.zoo.root / "reference" / f"{split}-{tag}-v2.json"
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass  # half-written or corrupt: recompute
+        tasks = self.tasks(split)
+        out: dict = {"metrics": {}, "forget_statistics": {}}
+        for name in ("finetuned", "retrain", "retrain_visual"):
+            metrics, samples = evaluate(self.load(name, split), tasks, eval_cfg)
+            out["metrics"][name] = metrics
+            out["forget_statistics"][name] = forget_statistics(samples)
+        write_json_atomic(path, out)
+        return out
