@@ -53,3 +53,24 @@ def small_check(small_zoo):
 @pytest.fixture(scope="session")
 def finetuned(small_zoo):
     return small_zoo.load("finetuned")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one thread is as fast as two and does not spin against other work on the
+    machine. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def save_tiny_llava(world: World, path: Path) -> Path:
+    """A random-weight tiny LLaVA (the zoo's architecture) saved as a hub-style folder."""
+    from mmu_bench.tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+
+    cfg = TinyLlavaConfig()
+    tok = build_tokenizer(world.corpus(), cfg.vocab_size)
+    build_model(tok, cfg, seed=0).save_pretrained(path)
+    build_processor(tok, cfg).save_pretrained(path)
+    return path

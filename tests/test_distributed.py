@@ -132,16 +132,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
+    from conftest import save_tiny_llava
     from mmu_bench.tasks.synthetic.world import World, WorldConfig
-    from mmu_bench.tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
 
-    world = World(WorldConfig(size=20, seed=0))
-    cfg = TinyLlavaConfig()
-    tok = build_tokenizer(world.corpus(), cfg.vocab_size)
-    path = tmp_path_factory.mktemp("tiny")
-    build_model(tok, cfg, seed=0).save_pretrained(path)
-    build_processor(tok, cfg).save_pretrained(path)
-    return path
+    return save_tiny_llava(World(WorldConfig(size=20, seed=0)), tmp_path_factory.mktemp("tiny"))
 
 
 def _start_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -38,13 +38,7 @@ def adapters(folders):
     return {f: load_hf(f"hf:{folders[f]}", device="cpu") for f in FAMILIES}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models: one thread is as fast as two and does not spin against other work on the machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _few(items, per_kind):

@@ -12,7 +12,7 @@ from mmu_bench.errors import MMUError
 from mmu_bench.method import UnlearnContext, UnlearnRequest
 from mmu_bench.methods.ga import GA
 from mmu_bench.tasks.synthetic.world import World, WorldConfig
-from mmu_bench.tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+from conftest import save_tiny_llava
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +22,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def tiny(world, tmp_path_factory):
-    cfg = TinyLlavaConfig()
-    tok = build_tokenizer(world.corpus(), cfg.vocab_size)
-    path = tmp_path_factory.mktemp("tiny")
-    build_model(tok, cfg, seed=0).save_pretrained(path)
-    build_processor(tok, cfg).save_pretrained(path)
-    return path
+    return save_tiny_llava(world, tmp_path_factory.mktemp("tiny"))
 
 
 def _load(path) -> LlavaAdapter:

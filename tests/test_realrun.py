@@ -23,13 +23,7 @@ from mmu_bench.tasks.synthetic.mllmu_export import export_mllmu
 TINY_ZOO = {"base_steps": 40, "finetune_steps": 30, "batch_size": 16}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine run far faster single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
