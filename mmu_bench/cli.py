@@ -181,8 +181,8 @@ def cmd_sweep(args) -> int:
                    "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "max_new_tokens": args.max_new_tokens,
                    "progress": False} | spec.common
     result = sweep(spec, executor=args.executor, ray_address=args.ray_address, num_cpus=args.cpus_per_run,
-                   num_gpus=args.gpus_per_run)
-    print(summary_line(result["counts"]))
+                   num_gpus=args.gpus_per_run, jobs=args.jobs)
+    print(summary_line(result["counts"], result["seconds"]))
     for r in result["results"]:
         if r["status"] == "failed":
             print(f"  failed: {r['run']}: {r['error']}", file=sys.stderr)
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hyper-parameter for every method, or for one with METHOD:KEY=VALUE")
     sw.add_argument("--requests", type=int, default=None, help="continual requests")
     sw.add_argument("--executor", choices=["local", "ray"], default="local")
+    sw.add_argument("--jobs", type=int, default=1,
+                    help="local executor: runs at once in worker processes, cores shared between them (default 1)")
     sw.add_argument("--ray-address", default=None, help="join an existing Ray cluster")
     sw.add_argument("--cpus-per-run", type=float, default=1)
     sw.add_argument("--gpus-per-run", type=float, default=0)
@@ -411,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         from .plugins import set_disabled
 
         set_disabled(True)
+    if args.quiet:  # transformers' own "Loading weights" bars too
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     try:
         return int(args.func(args) or 0)
     except MMUError as e:

@@ -495,15 +495,61 @@ def _render_csv(groups: list[Group]) -> str:
     return buf.getvalue()
 
 
-def render(groups: list[Group], fmt: str = "md") -> str:
+def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = None) -> str:
     """All tables in one text: md (GitHub Markdown), latex (booktabs), csv (one tidy table: one row
-    per group row, mean and std in separate columns), html."""
+    per group row, mean and std in separate columns), html. ``provenance`` lines (how the runs
+    were made, see :func:`provenance`) go on top: a bullet list in md, a paragraph in html,
+    comments in LaTeX; CSV stays a bare table."""
     if fmt == "csv":
         return _render_csv(groups)
     fn = {"md": _render_md, "latex": _render_latex, "html": _render_html}.get(fmt)
     if fn is None:
         raise MMUError(f"unknown leaderboard format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    return "\n".join(fn(g) for g in groups)
+    head = ""
+    if provenance:
+        head = {"md": "".join(f"- {line}\n" for line in provenance) + "\n",
+                "html": "".join(f"<p class=\"provenance\">{html.escape(line)}</p>\n" for line in provenance),
+                "latex": "".join(f"% {line}\n" for line in provenance)}[fmt]
+    return head + "\n".join(fn(g) for g in groups)
+
+
+def format_for(path: str | os.PathLike, default: str | None = None) -> str:
+    """The table format an output file's extension names (.md, .tex, .csv, .html), else ``default``."""
+    ext = Path(path).suffix.lower()
+    fmt = {".md": "md", ".markdown": "md", ".tex": "latex", ".csv": "csv", ".html": "html", ".htm": "html"}.get(ext)
+    fmt = fmt or default
+    if fmt is None:
+        raise MMUError(f"cannot tell the table format of {str(path)!r} from its extension; use .md, .tex, .csv "
+                       f"or .html, or pass --format")
+    return fmt
+
+
+def provenance(paths: Iterable[str | os.PathLike], records: list[RunRecord], command: str | None = None) -> list[str]:
+    """Lines saying how the tables were made: the command, and for every sweep-summary.json under
+    ``paths`` its counts, wall time, executor and hardware (written by ``mmu-bench sweep``)."""
+    lines = []
+    if command:
+        lines.append(f"Generated from {len(records)} runs by `{command}`.")
+    for root in paths:
+        root = Path(root)
+        found = [root] if root.name == "sweep-summary.json" else (
+            sorted(root.rglob("sweep-summary.json")) if root.is_dir() else [])
+        for f in found:
+            try:
+                d = json.loads(f.read_text())
+                c, hw = d["counts"], d.get("hardware") or {}
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if d.get("seconds") is None:
+                continue
+            gpus = ", ".join(hw.get("gpus") or []) or "no GPU"
+            where = f"{hw.get('cores', '?')} cores ({hw.get('cpu', '?')}), {gpus}" if hw else "unrecorded hardware"
+            runner = d.get("executor", "local") + (f", {d['jobs']} jobs" if d.get("jobs", 1) > 1 else "")
+            lines.append(f"Sweep `{f}`: {c.get('ran', 0)} ran, {c.get('reused', 0)} reused, "
+                         f"{c.get('diverged', 0)} diverged, {c.get('failed', 0)} failed in "
+                         f"{d['seconds'] / 60:.1f} min wall ({runner}) on {where}"
+                         + (f", finished {d['finished_at']}" if d.get("finished_at") else "") + ".")
+    return lines
 
 
 # ----------------------------------------------------------------------------- plots
@@ -584,12 +630,19 @@ def cmd_leaderboard(args) -> int:
     from .cache import write_text_atomic
 
     keys = args.keys.split(",") if args.keys else None
-    groups = aggregate(collect(args.runs), keys)
-    text = render(groups, args.format)
-    if args.out:
-        write_text_atomic(args.out, text)
-        print(f"wrote {args.out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
-    else:
+    records = collect(args.runs)
+    groups = aggregate(records, keys)
+    command = "mmu-bench " + " ".join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "leaderboard" else None
+    lines = provenance(args.runs, records, command)
+    outs = args.out or []
+    if args.format and len(outs) > 1:
+        raise MMUError("--format applies to one --out; with several, each file's extension names its format")
+    for out in outs:
+        text = render(groups, args.format or format_for(out, "md" if len(outs) == 1 else None), lines)
+        write_text_atomic(out, text)
+        print(f"wrote {out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
+    if not outs:
+        text = render(groups, args.format or "md", lines)
         print(text, end="" if text.endswith("\n") else "\n")
     if args.plots:
         for p in plot(groups, args.plots):
@@ -603,8 +656,11 @@ def add_command(subparsers) -> None:
                                           "benchmark / model / protocol / forget split. See docs/leaderboard.md.")
     p.add_argument("runs", nargs="+", metavar="RUNS",
                    help="run directories (searched recursively) or metrics.json files")
-    p.add_argument("--format", choices=FORMATS, default="md", help="table format (default md)")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the tables here (default: print)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="table format (default: from --out's extension, else md)")
+    p.add_argument("--out", action="append", default=None, metavar="FILE",
+                   help="write the tables here (default: print); repeat for several formats, each named by "
+                        "its extension: .md .tex .csv .html")
     p.add_argument("--plots", default=None, metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("--keys", default=None, metavar="K1,K2,...",
                    help="metric columns (default: the protocol's main keys); the aggregates are always added")

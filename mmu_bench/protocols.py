@@ -110,6 +110,10 @@ class MIAProtocol:
             write_json_atomic(path, out)
         return out
 
+    def prepare(self, benchmark, split: str) -> None:
+        """Compute and cache the oracles' AUCs (sweeps call this before runs fan out)."""
+        self.oracle_aucs(benchmark, split)
+
     def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         from .mia import mia_metrics

@@ -99,15 +99,8 @@ def run(spec: RunSpec) -> RunOutcome:
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
                    spec.seed, changed_hyper(method), spec.protocol_options)
     ensure_writable(path, "output directory")
-    done = finished(path)
-    if done is not None and not spec.overwrite and not _same_hyper(path, method):
-        import sys
-
-        print(f"mmu-bench: the finished run at {path} used other hyper-parameters (the method's "
-              f"defaults changed since); redoing it", file=sys.stderr)
-        done = None
-    if done is not None and not spec.overwrite:
-        _check_same_settings(path, spec)
+    done = _reusable(path, spec, method)
+    if done is not None:
         return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
 
     recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
@@ -151,6 +144,47 @@ def run(spec: RunSpec) -> RunOutcome:
         write_run(path, config, doc, result.samples, result.plots)
     distributed.barrier()
     return RunOutcome(path, result.metrics, reference, result.diverged, False, doc)
+
+
+def _reusable(path: Path, spec: RunSpec, method) -> dict | None:
+    """The stored result of a finished run that this spec may reuse, else None."""
+    done = finished(path)
+    if done is None or spec.overwrite:
+        return None
+    if not _same_hyper(path, method):
+        import sys
+
+        print(f"mmu-bench: the finished run at {path} used other hyper-parameters (the method's "
+              f"defaults changed since); redoing it", file=sys.stderr)
+        return None
+    _check_same_settings(path, spec)
+    return done
+
+
+def prepare(spec: RunSpec) -> bool:
+    """Build what a run needs from the shared cache (zoo models, reference tables, a protocol's
+    oracle numbers) without running it; returns False when the run is finished already. Parallel
+    sweeps call this first, once per split, so workers never train the same oracle twice."""
+    from .config import apply_overrides
+    from .method import changed_hyper
+    from .zoo import ZooRecipe
+
+    method, bench_cls, protocol_cls = resolve(spec)
+    path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
+                   spec.seed, changed_hyper(method), spec.protocol_options)
+    if _reusable(path, spec, method) is not None:
+        return False
+    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
+    bench = make_benchmark(bench_cls, spec, apply_overrides(ZooRecipe, spec.zoo, "zoo recipe"))
+    if hasattr(bench, "check_split"):
+        bench.check_split(spec.forget_split)
+    bench.reference_metrics(spec.forget_split, eval_cfg)
+    if hasattr(bench, "reference_forget_statistics"):
+        bench.reference_forget_statistics(spec.forget_split, eval_cfg)
+    protocol = protocol_cls(**spec.protocol_options)
+    if hasattr(protocol, "prepare"):
+        protocol.prepare(bench, spec.forget_split)
+    return True
 
 
 def make_benchmark(bench_cls, spec: RunSpec, recipe=None):

@@ -2,8 +2,16 @@
 
 Finished runs are reused (a killed sweep resumes where it stopped: a run without its
 metrics.json is redone); a run that fails or diverges is recorded and the sweep goes on.
-Executors: ``local`` (sequential, in this process) and ``ray`` (one Ray task per run with its
-CPU / GPU needs; ``ray_address`` joins an existing cluster; ``pip install "mmu-bench[dist]"``).
+Executors: ``local`` (in this process, or ``jobs`` worker processes sharing the machine's cores)
+and ``ray`` (one Ray task per run with its CPU / GPU needs; ``ray_address`` joins an existing
+cluster; ``pip install "mmu-bench[dist]"``).
+
+With ``jobs > 1`` every zoo model, reference table and oracle number the grid needs is built
+first, once, in this process (workers would otherwise train the same missing oracle side by
+side); then the runs fan out to ``jobs`` spawned processes with ``cpus // jobs`` torch threads
+each. The tiny default model is too small to keep two cores busy from one process, so two
+single-threaded workers finish a sweep sooner than one two-threaded process
+(``benchmarks/sweep_jobs.py`` measures the ratio).
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ class SweepSpec:
     hyper: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
     common: dict[str, Any] = field(default_factory=dict)  # other RunSpec fields (out, world_size, ...)
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol
+    # several grids in one spec: each entry overrides methods / seeds / forget_splits / protocols
+    # (e.g. static on every split, continual and mia on one); the union of their runs is swept
+    grids: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepSpec":
@@ -51,13 +62,27 @@ class SweepSpec:
         return cls(**data)
 
     def runs(self) -> list[dict[str, Any]]:
-        out = []
-        for method, protocol, split, seed in itertools.product(self.methods, self.protocols, self.forget_splits,
-                                                                self.seeds):
-            out.append(dict(self.common, method=method, protocol=protocol, forget_split=split, seed=seed,
-                            hyper=dict(self.hyper.get(method, {})),
-                            protocol_options=dict(self.protocol_options.get(protocol, {}))))
+        axes = ("methods", "seeds", "forget_splits", "protocols")
+        grids = self.grids or [{}]
+        for i, g in enumerate(grids):
+            if not isinstance(g, dict) or set(g) - set(axes):
+                raise MMUError(f"sweep spec grids[{i}]: expected a mapping of {', '.join(axes)}; got {g!r}")
+        out: list[dict[str, Any]] = []
+        seen: set[tuple] = set()
+        for g in grids:
+            for method, protocol, split, seed in itertools.product(
+                    g.get("methods", self.methods), g.get("protocols", self.protocols),
+                    g.get("forget_splits", self.forget_splits), g.get("seeds", self.seeds)):
+                if (method, protocol, split, seed) in seen:
+                    continue
+                seen.add((method, protocol, split, seed))
+                out.append(self._point(method, protocol, split, seed))
         return out
+
+    def _point(self, method: str, protocol: str, split: str, seed: int) -> dict[str, Any]:
+        return dict(self.common, method=method, protocol=protocol, forget_split=split, seed=seed,
+                    hyper=dict(self.hyper.get(method, {})),
+                    protocol_options=dict(self.protocol_options.get(protocol, {})))
 
 
 def run_one(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -75,11 +100,66 @@ def run_one(kwargs: dict[str, Any]) -> dict[str, Any]:
                 "traceback": traceback.format_exc(limit=5), "seconds": round(time.time() - t0, 2)}
 
 
+def prepare_grid(grid: list[dict[str, Any]], log=print) -> None:
+    """Build, once per split and setting, what the grid's unfinished runs share (zoo models,
+    reference tables, protocol oracles). Errors are left for the runs themselves to record."""
+    import json
+
+    from .run import RunSpec, prepare
+
+    seen: set[str] = set()
+    for kw in grid:
+        shared = {k: v for k, v in kw.items() if k not in ("method", "seed", "hyper", "out", "overwrite")}
+        key = json.dumps(shared, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        try:
+            if prepare(RunSpec(**kw)):  # False: this grid point is finished; a later one may not be
+                seen.add(key)
+                log(f"prepared {kw['forget_split']} / {kw['protocol']}")
+        except Exception:  # noqa: BLE001 - the run will fail again and be recorded with its traceback
+            seen.add(key)
+
+
+def _init_worker(threads: int) -> None:
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(threads)
+    hf_logging.disable_progress_bar()  # workers' bars would interleave; the sweep logs each run
+
+
+def _run_pool(grid: list[dict[str, Any]], jobs: int, log) -> list[dict[str, Any]]:
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    results: list[dict[str, Any] | None] = [None] * len(grid)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_one, kw): i for i, kw in enumerate(grid)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            r = fut.result()
+            results[futures[fut]] = r
+            log(f"[{done}/{len(grid)}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else ""))
+    return results  # type: ignore[return-value]
+
+
 def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = None,
-          num_cpus: float = 1, num_gpus: float = 0, log=print) -> dict[str, Any]:
-    """Run the grid; returns {"results": [...], "counts": {ran, reused, diverged, failed}}."""
+          num_cpus: float = 1, num_gpus: float = 0, jobs: int = 1, log=print) -> dict[str, Any]:
+    """Run the grid; returns {"results": [...], "counts": {ran, reused, diverged, failed}, "seconds"}."""
+    if jobs < 1:
+        raise MMUError(f"jobs must be at least 1, got {jobs}")
+    t0 = time.time()
     grid = spec.runs()
-    if executor == "local":
+    if executor == "local" and jobs > 1:
+        prepare_grid(grid, log)
+        results = _run_pool(grid, jobs, log)
+    elif executor == "local":
         results = []
         for i, kw in enumerate(grid, 1):
             r = run_one(kw)
@@ -101,16 +181,39 @@ def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = No
     else:
         raise MMUError(f"unknown executor {executor!r}; expected local or ray")
     counts = {s: sum(r["status"] == s for r in results) for s in ("ran", "reused", "diverged", "failed")}
+    seconds = round(time.time() - t0, 1)
     out_dir = Path(spec.common.get("out", "runs"))
     try:
-        write_json_atomic(out_dir / "sweep-summary.json", {"spec": dataclasses.asdict(spec), "counts": counts,
-                                                           "results": results})
+        write_json_atomic(out_dir / "sweep-summary.json", {
+            "spec": dataclasses.asdict(spec), "counts": counts, "executor": executor, "jobs": jobs,
+            "seconds": seconds, "hardware": hardware(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "results": results})
     except OSError:
         pass
-    return {"results": results, "counts": counts}
+    return {"results": results, "counts": counts, "seconds": seconds}
 
 
-def summary_line(counts: dict[str, int]) -> str:
+def hardware() -> dict[str, Any]:
+    """What the sweep ran on, for the leaderboard's provenance line."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
+
+
+def summary_line(counts: dict[str, int], seconds: float | None = None) -> str:
+    took = f" in {seconds / 60:.1f} min" if seconds is not None else ""
     return (f"sweep: {counts['ran']} ran, {counts['reused']} reused, {counts['diverged']} diverged, "
-            f"{counts['failed']} failed")
+            f"{counts['failed']} failed{took}")
 

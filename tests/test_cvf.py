@@ -139,6 +139,32 @@ def test_state_accumulates_across_requests(bench):
     assert "null_fraction" in ctx.logs and 0 < ctx.logs["null_fraction_mean"] < 1
 
 
+def test_replay_keeps_earlier_requests_forgotten(bench):
+    """Continual: with replay the forget term keeps acting on request 1's images while request 2
+    is served, so they stay nearer their forget targets than without it."""
+    full = bench.request(SPLIT)
+    reqs = [type(full)(forget=[it for it in full.forget if it["entity_id"] == e], forget_entities=[e], index=i)
+            for i, e in enumerate(full.forget_entities[:2])]
+    earlier_loss = {}
+    for replay in (True, False):
+        method = CVF(steps=15, stop_rule=False, replay=replay)
+        model = bench.load("finetuned", SPLIT)
+        ctx = make_context(bench, SPLIT, 0, progress=False)
+        method.unlearn(model, reqs[0], ctx)
+        if replay:
+            first = method.earlier  # request 1's pixels, positives, negatives (identical for both runs)
+        method.unlearn(model, reqs[1], ctx)
+        with torch.no_grad():
+            z = method.features(model, first["px"])
+            earlier_loss[replay] = CVF.info_nce(z, first["pos"], first["neg"], first["same"], method.hyper.tau).item()
+        if replay:
+            assert len(method.earlier["px"]) == len(first["px"]) + len(method.images(model, reqs[1].forget)[0])
+            assert method.earlier["ents"].unique().numel() == 2
+        else:
+            assert method.earlier is None
+    assert earlier_loss[True] < earlier_loss[False]
+
+
 def test_stopping_rule_uses_validation_renderings(bench):
     method = CVF(steps=50, stop_forget_acc=1.0, eval_every=5)
     _, ctx = _unlearn(bench, method)

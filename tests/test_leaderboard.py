@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import html
 import io
 import json
 import math
@@ -324,3 +325,25 @@ def test_command(runs, tmp_path, capsys):
     capsys.readouterr()
     assert args.func(args) == 0
     assert capsys.readouterr().out.startswith("### synthetic / tiny-llava / static / forget_10")
+
+
+def test_several_outputs_by_extension_with_sweep_provenance(runs, tmp_path):
+    (runs / "sweep-summary.json").write_text(json.dumps({
+        "counts": {"ran": 4, "reused": 1, "diverged": 0, "failed": 0}, "seconds": 750.0, "executor": "local",
+        "jobs": 2, "hardware": {"cpu": "Test CPU", "cores": 2, "gpus": []}}))
+    parser = argparse.ArgumentParser()
+    lb.add_command(parser.add_subparsers(dest="command"))
+    outs = {ext: tmp_path / f"board.{ext}" for ext in ("md", "csv", "tex", "html")}
+    args = parser.parse_args(["leaderboard", str(runs)] + [a for p in outs.values() for a in ("--out", str(p))])
+    assert args.func(args) == 0
+    line = (f"Sweep `{runs / 'sweep-summary.json'}`: 4 ran, 1 reused, 0 diverged, 0 failed in 12.5 min wall "
+            f"(local, 2 jobs) on 2 cores (Test CPU), no GPU.")
+    md = outs["md"].read_text()
+    assert md.startswith(f"- {line}\n") and "### synthetic / tiny-llava / static / forget_10" in md
+    assert list(csv.DictReader(outs["csv"].open()))[0]["benchmark"] == "synthetic"   # bare table
+    tex = outs["tex"].read_text()
+    assert tex.startswith(f"% {line}\n") and r"\toprule" in tex
+    assert f'<p class="provenance">{html.escape(line)}</p>' in outs["html"].read_text()
+    args = parser.parse_args(["leaderboard", str(runs), "--out", str(tmp_path / "a.txt"), "--out", str(outs["md"])])
+    with pytest.raises(MMUError, match="a.txt.*extension"):
+        args.func(args)

@@ -29,6 +29,21 @@ def test_grid_expansion():
     assert all(r["protocol_options"] == ({"requests": 2} if r["protocol"] == "continual" else {}) for r in runs)
 
 
+def test_several_grids_in_one_spec(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("methods: [ga, cvf]\nseeds: [0, 1]\ngrids:\n"
+                    "  - {forget_splits: [forget_5, forget_10], protocols: [static]}\n"
+                    "  - {forget_splits: [forget_10], protocols: [continual, static]}\n")
+    runs = SweepSpec.from_file(path).runs()
+    points = [(r["method"], r["protocol"], r["forget_split"], r["seed"]) for r in runs]
+    assert len(points) == 2 * 2 * 2 + 2 * 1 * 2  # static forget_10 appears in both grids: once
+    assert len(set(points)) == len(points)
+    assert ("cvf", "continual", "forget_10", 1) in points and ("cvf", "continual", "forget_5", 1) not in points
+    bad = SweepSpec(methods=["ga"], grids=[{"forget_split": ["forget_5"]}])
+    with pytest.raises(Exception, match=r"grids\[0\].*methods, seeds, forget_splits, protocols"):
+        bad.runs()
+
+
 def test_failed_run_is_recorded_and_sweep_resumes(cache_dir, small_zoo, tmp_path):
     out = tmp_path / "runs"
     spec = _spec(cache_dir, out, ["retrain", "no_such_method", "finetuned"], seeds=[0, 1])
@@ -70,3 +85,32 @@ def test_ray_executor_runs_two_tiny_runs_locally(cache_dir, small_zoo, tmp_path)
         ray.shutdown()
     assert result["counts"] == {"ran": 2, "reused": 0, "diverged": 0, "failed": 0}
     assert len(list(tmp_path.rglob("metrics.json"))) == 2
+
+
+def test_parallel_jobs_match_serial_and_record_failures(cache_dir, small_zoo, tmp_path):
+    """jobs=2: shared oracles built once up front, runs fan out to 2 worker processes; the
+    numbers equal a serial sweep's and a failed run is still recorded."""
+    spec = _spec(cache_dir, tmp_path / "par", ["finetuned", "retrain", "no_such_method"])
+    spec.protocols = ["static", "mia"]
+    logs: list[str] = []
+    par = sweep(spec, jobs=2, log=logs.append)
+    assert par["counts"] == {"ran": 4, "reused": 0, "diverged": 0, "failed": 2}
+    assert any(m.startswith("prepared forget_10 / mia") for m in logs)
+    assert [r["run"] for r in par["results"]] == [f"{m}/{p}/forget_10/seed0" for m in spec.methods
+                                                  for p in spec.protocols]  # grid order kept
+    serial_spec = _spec(cache_dir, tmp_path / "ser", ["finetuned", "retrain"])
+    serial_spec.protocols = ["static", "mia"]
+    sweep(serial_spec, log=lambda m: None)
+    for r in par["results"]:
+        if r["status"] != "ran":
+            continue
+        ours = json.loads((tmp_path / "par" / os.path.relpath(r["path"], tmp_path / "par") / "metrics.json").read_text())
+        theirs = json.loads((tmp_path / "ser" / os.path.relpath(r["path"], tmp_path / "par") / "metrics.json").read_text())
+        assert ours["metrics"] == theirs["metrics"]
+    again = sweep(spec, jobs=2, log=lambda m: None)  # everything finished: nothing to prepare or run
+    assert again["counts"] == {"ran": 0, "reused": 4, "diverged": 0, "failed": 2}
+
+
+def test_jobs_must_be_positive(tmp_path):
+    with pytest.raises(Exception, match="jobs must be at least 1"):
+        sweep(SweepSpec(methods=["ga"], common={"out": str(tmp_path)}), jobs=0)
