@@ -129,6 +129,23 @@ class MIAProtocol:
                               {"oracle_auc": oracle}, model=model)
 
 
+def _sample_acc(samples: list[dict], split: str, entities: set | None = None) -> float:
+    """vqa mcq accuracy of an evaluation's per-sample records (optionally of some entities)."""
+    hits = [s["correct"] for s in samples if s["split"] == split and s["modality"] == "vqa" and s["kind"] == "mcq"
+            and (entities is None or s["entity_id"] in entities)]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
+def _finetuned_retain_acc(benchmark, split: str, tasks: dict, eval_cfg: EvalConfig) -> float:
+    """The finetuned model's retain vqa mcq acc: from the cached reference table when the
+    benchmark has one, else measured."""
+    if hasattr(benchmark, "reference_metrics"):
+        value = benchmark.reference_metrics(split, eval_cfg)["finetuned"].get("retain.vqa.mcq.acc")
+        if value is not None:
+            return float(value)
+    return _mcq_acc(benchmark.load("finetuned", split), tasks["retain"], eval_cfg)
+
+
 def _mcq_acc(model, items: list[dict], eval_cfg: EvalConfig) -> float:
     from .evaluate import score_mcq_loglik
 
@@ -177,7 +194,7 @@ class ContinualProtocol:
         all_val = context.validation
         tasks = benchmark.tasks(split)
         probe = {r: [it for it in tasks["forget"] if it["entity_id"] in set(c)] for r, c in enumerate(chunks)}
-        ft_retain = _mcq_acc(benchmark.load("finetuned", split), tasks["retain"], eval_cfg)
+        ft_retain = _finetuned_retain_acc(benchmark, split, tasks, eval_cfg)
         curves: dict[str, list] = {"forget": [], "retain": [], "real": [], "utility": []}
         diverged = None
         logs: dict[str, Any] = {}
@@ -194,13 +211,18 @@ class ContinualProtocol:
                 diverged = {"step": e.step, "loss": str(e.loss), "request": r}
             model.model.eval()
             logs[f"request{r}"] = context.logs
+            if diverged or r == len(chunks) - 1:
+                break  # the last point of the curves comes from the full evaluation below
             curves["forget"].append([_mcq_acc(model, probe[q], eval_cfg) for q in range(r + 1)])
             for role in ("retain", "real", "utility"):
                 curves[role].append(_mcq_acc(model, tasks[role], eval_cfg))
-            if diverged:
-                break
         t1 = time.time()
         metrics, samples = evaluate(model, tasks, eval_cfg)
+        # same model, same items, same scorer: the final evaluation's vqa mcq samples are the curves' last point
+        last = len(curves["retain"])
+        curves["forget"].append([_sample_acc(samples, "forget", set(chunks[q])) for q in range(last + 1)])
+        for role in ("retain", "real", "utility"):
+            curves[role].append(_sample_acc(samples, role))
         metrics.update(continual_summary(curves, ft_retain))
         details = {"requests": [list(c) for c in chunks], "curves": curves, "finetuned_retain_acc": ft_retain}
         return ProtocolResult(metrics, samples, logs, diverged,

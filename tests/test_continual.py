@@ -41,6 +41,9 @@ def test_continual_cvf_run(cache_dir, small_zoo, tmp_path):
     doc = json.loads((o.path / "metrics.json").read_text())
     curves = doc["protocol"]["curves"]
     assert [len(c) for c in curves["forget"]] == [1, 2] and len(curves["retain"]) == 2
+    # the last point is the final evaluation's: the same model on the same items
+    assert curves["retain"][-1] == pytest.approx(m["retain.vqa.mcq.acc"], abs=1e-6)
+    assert sum(curves["forget"][-1]) / 2 == pytest.approx(m["forget.vqa.mcq.acc"], abs=1e-6)
     assert len(doc["protocol"]["requests"]) == 2
     # the method kept its state: the second request protected more inputs (null space rebuilt)
     assert "null_fraction" in doc["method"]["request0"] and "null_fraction" in doc["method"]["request1"]
