@@ -320,6 +320,16 @@ def group_runs(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str], 
     return groups
 
 
+def _table_order(key: tuple[str, str, str, str]) -> tuple:
+    """Tables in reading order: static, continual, mia, relearn, then other protocols; splits by
+    their number (forget_5 before forget_10)."""
+    bench, model, proto, split = key
+    kinds = list(PROTOCOL_KEYS)
+    kind = proto.split("-")[0]
+    natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", split)]
+    return (bench, model, kinds.index(kind) if kind in kinds else len(kinds), proto, [(isinstance(t, str), t) for t in natural])
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -357,7 +367,7 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None) -
         raise MMUError("no finished runs found (a run directory holds config.json and metrics.json)")
     chosen = [k.strip() for k in keys if k.strip()] if keys is not None else None
     out = []
-    for (bench, model, proto, split), runs in sorted(group_runs(records).items()):
+    for (bench, model, proto, split), runs in sorted(group_runs(records).items(), key=lambda kv: _table_order(kv[0])):
         ref = runs[0].reference
         names = [n for n in REFERENCE_NAMES if n in ref] + sorted(n for n in ref if n not in REFERENCE_NAMES)
         rows = [Row(f"{n} (ref)", "reference", 1, 0, with_aggregates(ref[n]), {}) for n in names]
@@ -495,7 +505,7 @@ def _render_csv(groups: list[Group]) -> str:
     return buf.getvalue()
 
 
-def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = None) -> str:
+def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = None, title: str | None = None) -> str:
     """All tables in one text: md (GitHub Markdown), latex (booktabs), csv (one tidy table: one row
     per group row, mean and std in separate columns), html. ``provenance`` lines (how the runs
     were made, see :func:`provenance`) go on top: a bullet list in md, a paragraph in html,
@@ -506,10 +516,12 @@ def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = 
     if fn is None:
         raise MMUError(f"unknown leaderboard format {fmt!r}; expected one of {', '.join(FORMATS)}")
     head = ""
+    if title:
+        head = {"md": f"# {title}\n\n", "html": f"<h2>{html.escape(title)}</h2>\n", "latex": f"% {title}\n"}[fmt]
     if provenance:
-        head = {"md": "".join(f"- {line}\n" for line in provenance) + "\n",
-                "html": "".join(f"<p class=\"provenance\">{html.escape(line)}</p>\n" for line in provenance),
-                "latex": "".join(f"% {line}\n" for line in provenance)}[fmt]
+        head += {"md": "".join(f"- {line}\n" for line in provenance) + "\n",
+                 "html": "".join(f"<p class=\"provenance\">{html.escape(line)}</p>\n" for line in provenance),
+                 "latex": "".join(f"% {line}\n" for line in provenance)}[fmt]
     return head + "\n".join(fn(g) for g in groups)
 
 
@@ -632,17 +644,19 @@ def cmd_leaderboard(args) -> int:
     keys = args.keys.split(",") if args.keys else None
     records = collect(args.runs)
     groups = aggregate(records, keys)
-    command = "mmu-bench " + " ".join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "leaderboard" else None
+    import shlex
+
+    command = "mmu-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "leaderboard" else None
     lines = provenance(args.runs, records, command)
     outs = args.out or []
     if args.format and len(outs) > 1:
         raise MMUError("--format applies to one --out; with several, each file's extension names its format")
     for out in outs:
-        text = render(groups, args.format or format_for(out, "md" if len(outs) == 1 else None), lines)
+        text = render(groups, args.format or format_for(out, "md" if len(outs) == 1 else None), lines, args.title)
         write_text_atomic(out, text)
         print(f"wrote {out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
     if not outs:
-        text = render(groups, args.format or "md", lines)
+        text = render(groups, args.format or "md", lines, args.title)
         print(text, end="" if text.endswith("\n") else "\n")
     if args.plots:
         for p in plot(groups, args.plots):
@@ -662,6 +676,7 @@ def add_command(subparsers) -> None:
                    help="write the tables here (default: print); repeat for several formats, each named by "
                         "its extension: .md .tex .csv .html")
     p.add_argument("--plots", default=None, metavar="DIR", help="also write PNG plots into DIR")
+    p.add_argument("--title", default=None, help="a title line on top (md heading, html h2, LaTeX comment)")
     p.add_argument("--keys", default=None, metavar="K1,K2,...",
                    help="metric columns (default: the protocol's main keys); the aggregates are always added")
     p.set_defaults(func=cmd_leaderboard)

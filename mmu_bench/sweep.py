@@ -143,7 +143,12 @@ def _run_pool(grid: list[dict[str, Any]], jobs: int, log) -> list[dict[str, Any]
                              initializer=_init_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(run_one, kw): i for i, kw in enumerate(grid)}
         for done, fut in enumerate(as_completed(futures), 1):
-            r = fut.result()
+            kw = grid[futures[fut]]
+            try:
+                r = fut.result()
+            except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory): recorded
+                r = {"run": f"{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}",
+                     "status": "failed", "error": f"worker process failed: {type(e).__name__}: {e}", "seconds": None}
             results[futures[fut]] = r
             log(f"[{done}/{len(grid)}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else ""))
     return results  # type: ignore[return-value]

@@ -152,8 +152,13 @@ class Zoo:
 
     # ------------------------------------------------------------ building
     def processor(self):
-        if self.source is not None:
-            return self.load("base").processor
+        if self.source is not None and self._processor is None:  # the pretrained base's, without its weights
+            from transformers import AutoConfig
+
+            from .families import _check_source, load_processor, parse_spec
+
+            ref = _check_source(parse_spec(self.source))
+            self._processor = load_processor(ref, AutoConfig.from_pretrained(ref).model_type)
         if self._processor is None:
             tok = build_tokenizer(self.world.corpus(), self.model_config.vocab_size)
             self._processor = build_processor(tok, self.model_config)

@@ -249,3 +249,14 @@ def test_cvf_llm_layer_feature_point_feeds_the_family_vision_inputs(folders, ref
     context = UnlearnContext(retain=retain, seed=0, progress=False, reference=lambda name: references[family])
     method.unlearn(model, UnlearnRequest(forget=forget, forget_entities=sorted({it["entity_id"] for it in forget})), context)
     assert math.isfinite(context.logs["final_loss"])
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_zoo_processor_of_an_hf_base_loads_no_weights(folders, small_world, tmp_path, monkeypatch, family):
+    from mmu_bench.zoo import Zoo
+
+    zoo = Zoo(small_world, model=f"hf:{folders[family]}", cache_dir=tmp_path, progress=False, device="cpu")
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("processor() must not load the model"))
+    proc = zoo.processor()
+    assert hasattr(proc, "tokenizer") and hasattr(proc, "image_processor")
+    assert proc.tokenizer.get_vocab() == load_hf(f"hf:{folders[family]}").processor.tokenizer.get_vocab()

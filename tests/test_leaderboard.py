@@ -267,8 +267,8 @@ def test_labels_groups_and_diverged(tmp_path):
     make_run(tmp_path, "retrain", 0, dict(REFERENCE["retrain"]))
     make_run(tmp_path, "ga", 0, metrics(0.2, 0.8), split="forget_5")
     groups = lb.aggregate(lb.collect([tmp_path]))
-    assert [g.forget_split for g in groups] == ["forget_10", "forget_5"]
-    g = groups[0]
+    assert [g.forget_split for g in groups] == ["forget_5", "forget_10"]  # by the split's number
+    g = groups[1]
     r = rows(g)
     assert [row.label for row in g.rows][3:] == ["ga", "ga-cb6a52bb", "npo", "retrain"]
     assert r["npo"].n == 2 and r["npo"].n_diverged == 1 and not r["npo"].ranked
@@ -334,15 +334,16 @@ def test_several_outputs_by_extension_with_sweep_provenance(runs, tmp_path):
     parser = argparse.ArgumentParser()
     lb.add_command(parser.add_subparsers(dest="command"))
     outs = {ext: tmp_path / f"board.{ext}" for ext in ("md", "csv", "tex", "html")}
-    args = parser.parse_args(["leaderboard", str(runs)] + [a for p in outs.values() for a in ("--out", str(p))])
+    args = parser.parse_args(["leaderboard", str(runs), "--title", "Board"]
+                             + [a for p in outs.values() for a in ("--out", str(p))])
     assert args.func(args) == 0
     line = (f"Sweep `{runs / 'sweep-summary.json'}`: 4 ran, 1 reused, 0 diverged, 0 failed in 12.5 min wall "
             f"(local, 2 jobs) on 2 cores (Test CPU), no GPU.")
     md = outs["md"].read_text()
-    assert md.startswith(f"- {line}\n") and "### synthetic / tiny-llava / static / forget_10" in md
+    assert md.startswith(f"# Board\n\n- {line}\n") and "### synthetic / tiny-llava / static / forget_10" in md
     assert list(csv.DictReader(outs["csv"].open()))[0]["benchmark"] == "synthetic"   # bare table
     tex = outs["tex"].read_text()
-    assert tex.startswith(f"% {line}\n") and r"\toprule" in tex
+    assert tex.startswith(f"% Board\n% {line}\n") and r"\toprule" in tex
     assert f'<p class="provenance">{html.escape(line)}</p>' in outs["html"].read_text()
     args = parser.parse_args(["leaderboard", str(runs), "--out", str(tmp_path / "a.txt"), "--out", str(outs["md"])])
     with pytest.raises(MMUError, match="a.txt.*extension"):
