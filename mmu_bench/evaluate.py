@@ -75,8 +75,8 @@ def metric_direction(key: str) -> str:
         return "down"
     if split == "forget_quality":
         return "up"  # higher p-value / 1 - JS = closer to the oracle
-    if key == "relearn.recovery":
-        return "down"
+    if key in ("relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn"):
+        return "down"  # forget accuracy of the held-back entities: lower = less came back
     if split == "mia":
         # AUC should approach the oracle's (about 0.5), PrivLeak should approach 0
         return "zero" if "privleak" in key else "down"

@@ -83,6 +83,8 @@ def test_metric_directions():
     assert metric_direction("test.vqa.mcq.acc") == "down"
     assert metric_direction("forget.qa.mcq.acc") == "up"
     assert metric_direction("retain.vqa.gen.rougeL") == "up"
+    assert metric_direction("relearn.acc_after_relearn") == "down"  # forget acc of the held-back entities
+    assert metric_direction("continual.rebound_max") == "down"
 
 
 def test_bad_mcq_mode_is_a_clear_error():
