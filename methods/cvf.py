@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from mmu_bench.distributed import shard
 from mmu_bench.engine import TrainConfig, train
 from mmu_bench.errors import MMUError
 from mmu_bench.evaluate import EvalConfig, score_mcq_loglik
@@ -203,12 +204,16 @@ class CVF(Method):
         earlier = self.earlier if h.replay else None
 
         def loss_fn(step: int) -> torch.Tensor:
+            # every process draws the same global batch and works on its shard (accelerate launch);
+            # one process: the whole batch. Every term is a mean over its shard.
             fi = torch.randint(0, len(px_f), (min(h.batch_size, len(px_f)),), generator=gen)
             ri = torch.randint(0, len(px_r), (min(h.retain_batch_size, len(px_r)),), generator=gen)
+            fi, ri = shard(fi), shard(ri)
             za = self.features(model, px_f[fi])
             loss = self.info_nce(za, positives[fi], zf_orig, same_entity[fi], h.tau)
             if earlier is not None:  # earlier targets stay forgotten (same term, their own tensors)
                 ei = torch.randint(0, len(earlier["px"]), (min(h.batch_size, len(earlier["px"])),), generator=gen)
+                ei = shard(ei)
                 ze = self.features(model, earlier["px"][ei])
                 loss = loss + self.info_nce(ze, earlier["pos"][ei], earlier["neg"], earlier["same"][ei], h.tau)
             zr = self.features(model, px_r[ri])
@@ -218,7 +223,7 @@ class CVF(Method):
                 retain = self.info_nce(zr, zr_orig[ri], za.detach(), torch.ones(len(ri), len(fi), dtype=torch.bool), h.tau)
             loss = loss + h.retain_weight * retain
             if encoded_retain is not None:
-                pick = torch.randint(0, len(encoded_retain), (h.retain_batch_size,), generator=gen).tolist()
+                pick = shard(torch.randint(0, len(encoded_retain), (h.retain_batch_size,), generator=gen).tolist())
                 loss = loss + h.nll_weight * per_example_nll(model, model.collate([encoded_retain[i] for i in pick])).mean()
             return loss
 

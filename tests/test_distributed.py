@@ -60,6 +60,27 @@ SCRIPT = textwrap.dedent('''
         finally:
             method_module.shard = real_shard
 
+        # CVF (frozen LLM, null-space projected updates) shards its forget / retain / NLL batches
+        import mmu_bench.methods.cvf as cvf_module
+        from mmu_bench.methods.cvf import CVF
+        cvf_model = LlavaAdapter(AutoModelForImageTextToText.from_pretrained(model_dir),
+                                 AutoProcessor.from_pretrained(model_dir), "cpu")
+        frozen = LlavaAdapter(AutoModelForImageTextToText.from_pretrained(model_dir),
+                              AutoProcessor.from_pretrained(model_dir), "cpu")
+        cvf_seen = []
+        def cvf_spy(batch):
+            part = real_shard(batch)
+            cvf_seen.append(len(part))
+            return part
+        cvf_module.shard = cvf_spy
+        try:
+            cvf = CVF(steps=3, lr=1e-3, batch_size=4, retain_batch_size=4, stop_rule=False, warmup=0.0)
+            cvf_ctx = UnlearnContext(retain=retain, seed=0, progress=False, reference=lambda name: frozen)
+            all_forget = world.split_items("forget_10")  # 8 images: forget batches of 4 split 2 + 2
+            cvf.unlearn(cvf_model, UnlearnRequest(forget=all_forget, forget_entities=[]), cvf_ctx)
+        finally:
+            cvf_module.shard = real_shard
+
         # divergence on one rank only: every rank stops at the same step, restored
         lin = torch.nn.Linear(4, 1)
         x = torch.ones(8, 4)
@@ -100,11 +121,13 @@ SCRIPT = textwrap.dedent('''
             local = {"world": distributed.world_size(), "in": t_in, "out": time.time(),
                      "weight": lin2.weight.sum().item()}
         print(json.dumps({"rank": distributed.rank(), "world": distributed.world_size(), "seen": seen,
+                          "cvf_seen": cvf_seen, "cvf_loss": cvf_ctx.logs["final_loss"],
                           "diverged": diverged, "stopped_at": r.steps, "local": local, "token_run": token_run}),
               flush=True)
         if distributed.is_main_process():
             state = {k: v.contiguous() for k, v in adapter.model.state_dict().items()}
             save_file(state, out + "/weights.safetensors")
+            save_file({k: v.contiguous() for k, v in cvf_model.model.state_dict().items()}, out + "/cvf.safetensors")
             with open(out + "/logs.json", "w") as f:
                 json.dump(ctx.logs, f)
 
@@ -144,10 +167,10 @@ def _start_weights(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in AutoModelForImageTextToText.from_pretrained(path).state_dict().items()}
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
+def _weights(path: Path, name: str = "weights") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(path / "weights.safetensors"))
+    return load_file(str(path / f"{name}.safetensors"))
 
 
 def test_two_processes_train_like_one(tiny_dir, tmp_path, capsys):
@@ -175,7 +198,10 @@ def test_two_processes_train_like_one(tiny_dir, tmp_path, capsys):
     # inside local(): alone (world 1), rank 0 done before rank 1 started, different data kept apart
     a, b = reports[0]["local"], reports[1]["local"]
     assert a["world"] == b["world"] == 1 and b["in"] >= a["out"] and a["weight"] != b["weight"]
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["logs.json", "weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["cvf.safetensors", "logs.json",
+                                                                     "weights.safetensors"]
+    # CVF: forget, retain-image and retain-NLL batches of 4 split 2 + 2 on every step
+    assert reports[0]["cvf_seen"] == reports[1]["cvf_seen"] == [2, 2, 2] * 3
 
     # the same script as one process, in this process
     old, old_bucket = torch.get_num_threads(), distributed.BUCKET_ELEMS
@@ -201,6 +227,14 @@ def test_two_processes_train_like_one(tiny_dir, tmp_path, capsys):
     print(f"max |ddp - one| = {diff:.2e}, max change = {change:.2e}, tensors moved: {moved}")
     assert diff < 1e-5 and change > 50 * diff
     assert moved > 10  # the run trained (vision, projector and LLM)
+    cvf_ddp, cvf_one = _weights(tmp_path / "ddp", "cvf"), _weights(tmp_path / "one", "cvf")
+    cvf_diff = max(float((cvf_ddp[k] - cvf_one[k]).abs().max()) for k in cvf_one)
+    cvf_change = max(float((cvf_one[k] - start[k]).abs().max()) for k in cvf_one)
+    print(f"cvf: max |ddp - one| = {cvf_diff:.2e}, max change = {cvf_change:.2e}")
+    assert cvf_diff < 1e-5 and cvf_change > 50 * cvf_diff
+    llm = [k for k in cvf_one if k.startswith("model.language_model.") or k.startswith("lm_head.")]
+    assert llm and all(torch.equal(cvf_ddp[k], start[k]) for k in llm)  # the frozen LLM, on both
+    assert all(r["cvf_loss"] == pytest.approx(single["cvf_loss"], abs=1e-4) for r in reports)
     logs_ddp = json.loads((tmp_path / "ddp" / "logs.json").read_text())
     logs_one = json.loads((tmp_path / "one" / "logs.json").read_text())
     assert logs_ddp["steps"] == logs_one["steps"] == 4
