@@ -169,7 +169,7 @@ def _yaml_quote(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid YAML double-quoted scalar
 
 
-def _task_yaml(task: str, data_file: Path, kind: str, eos: str) -> str:
+def _task_yaml(task: str, data_file: Path, kind: str, eos: str, max_gen_toks: int = MAX_GEN_TOKS) -> str:
     lines = [
         f"# Written by mmu_bench.lmeval.export_lmeval_tasks; data path is absolute.",
         f"task: {task}",
@@ -202,7 +202,7 @@ def _task_yaml(task: str, data_file: Path, kind: str, eos: str) -> str:
             "generation_kwargs:",
             f"  until: [{_yaml_quote(eos)}]",
             "  do_sample: false",
-            f"  max_gen_toks: {MAX_GEN_TOKS}",
+            f"  max_gen_toks: {int(max_gen_toks)}",
             f"process_results: !function {UTILS_MODULE}.process_{kind}",
             "metric_list:",
         ]
@@ -256,7 +256,8 @@ def _item_splits(items, splits: Sequence[str] | None) -> dict[str, list[dict]]:
                    f"got {type(items).__name__}")
 
 
-def _render_export(items, task_prefix: str, adapter, splits, kinds) -> tuple[list[str], Any]:
+def _render_export(items, task_prefix: str, adapter, splits, kinds,
+                   max_gen_toks: int = MAX_GEN_TOKS) -> tuple[list[str], Any]:
     """(task names, ``files(out) -> {relative path: text}``): the export, not yet written."""
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -294,7 +295,7 @@ def _render_export(items, task_prefix: str, adapter, splits, kinds) -> tuple[lis
     def files(out: Path) -> dict[str, str]:
         res = dict(data)
         for task, (rel, kind) in task_kinds.items():
-            res[f"{task}.yaml"] = _task_yaml(task, out / rel, kind, eos)
+            res[f"{task}.yaml"] = _task_yaml(task, out / rel, kind, eos, max_gen_toks)
         if any(kind != "mcq" for _, kind in task_kinds.values()):
             res[f"{UTILS_MODULE}.py"] = _UTILS_SOURCE
         res[f"{task_prefix}.yaml"] = "\n".join(group)
@@ -320,7 +321,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: str | None = None,
                         adapter=None, splits: Sequence[str] | None = None,
-                        kinds: Sequence[str] = KINDS) -> list[str]:
+                        kinds: Sequence[str] = KINDS, max_gen_toks: int = MAX_GEN_TOKS) -> list[str]:
     """Write the text QA of ``items`` as lm-eval tasks under ``out_dir``; return the task names.
 
     Args:
@@ -336,9 +337,10 @@ def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: 
             ``prompt_text(question, False)``); without one, the tiny model's template.
         splits: the splits to export (default: all of a mapping, :func:`world_splits` of a world).
         kinds: which of "mcq", "cloze", "gen" to export.
+        max_gen_toks: generation budget of the cloze / gen tasks (mmu-bench's ``--max-new-tokens``).
     """
     prefix = task_prefix or world_task_prefix(items)
-    tasks, files = _render_export(items, prefix, adapter, splits, kinds)
+    tasks, files = _render_export(items, prefix, adapter, splits, kinds, max_gen_toks)
     out = Path(out_dir).expanduser().resolve()
     for rel, text in files(out).items():
         _write_atomic(out / rel, text)
@@ -494,7 +496,7 @@ def _requested_splits(world, prefix: str, names: Sequence[str]) -> list[str]:
 
 def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[str] | None = None, *,
                    limit: int | float | None = None, batch_size: int = 16,
-                   include_path=None) -> dict[str, float]:
+                   include_path=None, max_gen_toks: int = MAX_GEN_TOKS) -> dict[str, float]:
     """The ``--utility lmeval:<task,...>`` option: run the named lm-eval tasks on ``adapter``.
 
     Names starting with ``mmu_<world.name>`` (``mmu_synthetic``: the world's own text QA tasks, or
@@ -502,6 +504,8 @@ def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[st
     ``workdir/lmeval_tasks/<prefix>-<content hash>`` (reused when the same export is asked again,
     safe for concurrent runs; a temporary folder when ``workdir`` is None) first. Any other name
     is looked up in ``include_path``, then among lm-eval's own tasks (offline).
+    ``max_gen_toks`` is the world's generation tasks' budget (``--max-new-tokens``); other
+    tasks keep their own settings.
     """
     tasks = parse_spec(spec)
     paths = [] if include_path is None else (
@@ -513,7 +517,8 @@ def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[st
             if world is None:
                 raise MMUError(f"lm-eval task {own[0]!r} is one of the synthetic world's tasks; "
                                "it needs a world to export")
-            _, files = _render_export(world, prefix, adapter, _requested_splits(world, prefix, own), KINDS)
+            _, files = _render_export(world, prefix, adapter, _requested_splits(world, prefix, own), KINDS,
+                                      max_gen_toks)
             if workdir is None:
                 task_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mmu-lmeval-")))
             else:

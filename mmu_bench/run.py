@@ -219,7 +219,8 @@ def _extra_utility(spec: RunSpec, bench, result) -> dict[str, float]:
     if model is None:
         raise MMUError(f"protocol {spec.protocol!r} does not return its final model; --utility needs it")
     workdir = Path(spec.out) / ".lmeval"
-    return lmeval_utility(model, spec.utility, world=getattr(bench, "world", None), workdir=workdir)
+    return lmeval_utility(model, spec.utility, world=getattr(bench, "world", None), workdir=workdir,
+                          max_gen_toks=spec.max_new_tokens)
 
 
 _SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens", "data", "dtype", "utility")

@@ -121,6 +121,18 @@ def test_lmeval_utility_exports_the_world(finetuned, small_world, tmp_path):
     assert not [p for p in folder.rglob(".*.tmp")]
 
 
+def test_generation_budget_follows_max_new_tokens(finetuned, small_world, tmp_path):
+    """`--max-new-tokens` reaches the world's generation tasks (YAML max_gen_toks and outputs)."""
+    names = export_lmeval_tasks(small_world, tmp_path / "t3", max_gen_toks=3, splits=["forget_10"], kinds=["gen"])
+    text = (tmp_path / "t3" / f"{names[0]}.yaml").read_text()
+    assert "\n  max_gen_toks: 3\n" in text and "max_gen_toks: 50" not in text
+    task = "lmeval:mmu_synthetic_forget_10_qa_gen"
+    full = lmeval_utility(finetuned, task, world=small_world, workdir=tmp_path, limit=4)
+    one = lmeval_utility(finetuned, task, world=small_world, workdir=tmp_path, limit=4, max_gen_toks=1)
+    key = "utility.lmeval.mmu_synthetic_forget_10_qa_gen.rougeL"
+    assert one[key] < full[key]  # one token cannot hold the answers the finetuned model knows
+
+
 def test_spec_parsing_and_unknown_tasks(finetuned, small_world, task_dir):
     assert parse_spec("lmeval:a, b,") == ["a", "b"] and parse_spec("hellaswag") == ["hellaswag"]
     for bad in ("lmeval:", "lmeval: , ", "rouge:foo"):
