@@ -56,6 +56,12 @@ class ZooRecipe:
             fine-tuning, so base knowledge survives.
         warmup: warmup fraction.
         seed: training seed.
+        lora_rank: 0 (default) fine-tunes every weight; > 0 trains LoRA adapters (peft) of this
+            rank on the language model's ``lora_targets`` for finetuned / retrain /
+            retrain_visual (MLLMU-Bench fine-tunes with LoRA), merged into plain weights before
+            saving. The base is always trained in full.
+        lora_alpha: LoRA alpha.
+        lora_targets: comma-separated linear-layer names of the language model.
     """
 
     batch_size: int = 32
@@ -65,6 +71,17 @@ class ZooRecipe:
     replay_share: float = 0.25
     warmup: float = 0.05
     seed: int = 0
+    lora_rank: int = 0
+    lora_alpha: int = 32
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+
+    def fingerprint(self) -> dict:
+        """What the zoo key hashes: the LoRA fields only when LoRA is on, so full-weight zoos keep
+        the keys they had before LoRA existed."""
+        d = asdict(self)
+        if self.lora_rank <= 0:
+            d = {k: v for k, v in d.items() if not k.startswith("lora_")}
+        return d
 
 
 def model_label(name: str, split: str | None) -> str:
@@ -92,7 +109,7 @@ class Zoo:
         self.gradient_checkpointing = gradient_checkpointing
         model_id = self.model_config.as_dict() if self.source is None else source_fingerprint(self.source)
         blob = json.dumps({"world": self.world.config.fingerprint(), "model": model_id,
-                           "recipe": asdict(self.recipe), "zoo": ZOO_VERSION}, sort_keys=True)
+                           "recipe": self.recipe.fingerprint(), "zoo": ZOO_VERSION}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
         self.root = cache_root(cache_dir) / "zoo" / self.key
         self._processor = None
@@ -197,17 +214,29 @@ class Zoo:
         enc_data = adapter.encode(data)
         sources = [(enc_data, 1.0 - r.replay_share)] + ([(adapter.encode(replay), r.replay_share)] if replay else [])
         sampler = MixtureSampler(sources, r.batch_size, seed=r.seed)
-        model.train()
+        plain = None
+        if r.lora_rank > 0 and name != "base":  # adapters on the LLM; everything else frozen
+            from .lora import attach_lora
+
+            for p in model.parameters():
+                p.requires_grad_(False)
+            plain = attach_lora(adapter, r.lora_rank, r.lora_alpha, r.lora_targets)
+        adapter.model.train()
 
         def loss_fn(step: int) -> torch.Tensor:
             return adapter.forward_loss(adapter.collate(sampler.next()))
 
         t0 = time.time()
-        result = train(list(model.parameters()), loss_fn,
+        result = train([p for p in adapter.model.parameters() if p.requires_grad], loss_fn,
                        TrainConfig(steps=steps, lr=r.lr, warmup=r.warmup, seed=r.seed,
                                    progress=self.progress, desc=f"zoo {model_label(name, split)}"),
                        device=adapter.device)
         seconds = time.time() - t0
+        if plain is not None:
+            from .lora import merge_lora
+
+            merge_lora(adapter, plain)  # plain weights again: saved and loaded like any zoo model
+            model = adapter.model
         model.eval()
 
         def write(tmp: Path) -> dict:

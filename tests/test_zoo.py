@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+
 import pytest
+import torch
 
 from mmu_bench.cache import MANIFEST
 from mmu_bench.errors import MMUError
@@ -92,3 +94,22 @@ def test_unknown_model_or_split_is_a_clear_error(quick_zoo):
         quick_zoo.path("finetune")
     with pytest.raises(MMUError, match="needs a forget split"):
         quick_zoo.path("retrain", "forget_7")
+
+
+def test_lora_zoo_changes_only_the_llm_targets_and_saves_plain_weights(tmp_path, small_world):
+    """recipe lora_rank > 0: finetuned / oracles train LoRA adapters on the LLM, merged before saving."""
+    from safetensors.torch import load_file
+
+    full = Zoo(small_world, recipe=ZooRecipe(base_steps=3, finetune_steps=3), cache_dir=tmp_path, progress=False)
+    lora = Zoo(small_world, recipe=ZooRecipe(base_steps=3, finetune_steps=3, lora_rank=4, lora_targets="q_proj,v_proj"),
+               cache_dir=tmp_path, progress=False)
+    assert lora.key != full.key
+    assert Zoo(small_world, recipe=ZooRecipe(lora_alpha=8)).key == Zoo(small_world).key  # LoRA off: fields unhashed
+    base = load_file(str(lora.path("base") / "model.safetensors"))
+    tuned = load_file(str(lora.path("finetuned") / "model.safetensors"))
+    assert tuned.keys() == base.keys() and not any("lora" in k for k in tuned)
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all("language_model." in k and (".q_proj." in k or ".v_proj." in k) for k in changed)
+    with pytest.raises(MMUError, match="lora_targets 'qq_proj' match no linear layer"):
+        Zoo(small_world, recipe=ZooRecipe(base_steps=3, finetune_steps=3, lora_rank=4, lora_targets="qq_proj"),
+            cache_dir=tmp_path, progress=False).path("finetuned")
