@@ -45,14 +45,16 @@ SCRIPT = textwrap.dedent('''
         retain = world.split_items(world.retain_split("forget_10"))[:40]
         adapter = LlavaAdapter(AutoModelForImageTextToText.from_pretrained(model_dir),
                                AutoProcessor.from_pretrained(model_dir), "cpu")
-        seen = []
         real_shard = distributed.shard
-        def spy(batch):
-            part = real_shard(batch)
-            seen.append(len(part))
-            return part
+        def counting(record):  # a shard() that records the size of each part it hands out
+            def spy(batch):
+                part = real_shard(batch)
+                record.append(len(part))
+                return part
+            return spy
+        seen = []
         import mmu_bench.method as method_module
-        method_module.shard = spy
+        method_module.shard = counting(seen)
         try:
             method = GADiff(steps=4, lr=1e-4, batch_size=5, trainable="all", warmup=0.25)
             ctx = UnlearnContext(retain=retain, seed=0, progress=True)
@@ -68,11 +70,7 @@ SCRIPT = textwrap.dedent('''
         frozen = LlavaAdapter(AutoModelForImageTextToText.from_pretrained(model_dir),
                               AutoProcessor.from_pretrained(model_dir), "cpu")
         cvf_seen = []
-        def cvf_spy(batch):
-            part = real_shard(batch)
-            cvf_seen.append(len(part))
-            return part
-        cvf_module.shard = cvf_spy
+        cvf_module.shard = counting(cvf_seen)
         try:
             cvf = CVF(steps=3, lr=1e-3, batch_size=4, retain_batch_size=4, stop_rule=False, warmup=0.0)
             cvf_ctx = UnlearnContext(retain=retain, seed=0, progress=False, reference=lambda name: frozen)
