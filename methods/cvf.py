@@ -235,7 +235,7 @@ class CVF(Method):
             if not val or (step + 1) % h.eval_every:
                 return False
             model.model.eval()
-            # every group (this request; earlier ones under replay) must be at or below the bar
+            # every group (this request; with replay_stop, the earlier ones too) must be at or below the bar
             accs = [sum(s["correct"] for s in score_mcq_loglik(model, v, EvalConfig())) / len(v)
                     for v in (val, val_earlier) if v]
             trajectory.append((step + 1, *[round(a, 4) for a in accs]))
