@@ -188,14 +188,30 @@ def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = No
     counts = {s: sum(r["status"] == s for r in results) for s in ("ran", "reused", "diverged", "failed")}
     seconds = round(time.time() - t0, 1)
     out_dir = Path(spec.common.get("out", "runs"))
+    this = {"counts": counts, "executor": executor, "jobs": jobs, "seconds": seconds, "hardware": hardware(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     try:
+        # the top level describes this invocation; `history` keeps every invocation into this
+        # directory, so resuming (or re-running a finished sweep) does not hide what the runs cost
         write_json_atomic(out_dir / "sweep-summary.json", {
-            "spec": dataclasses.asdict(spec), "counts": counts, "executor": executor, "jobs": jobs,
-            "seconds": seconds, "hardware": hardware(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "results": results})
+            "spec": dataclasses.asdict(spec), **this, "history": _history(out_dir) + [this], "results": results})
     except OSError:
         pass
     return {"results": results, "counts": counts, "seconds": seconds}
+
+
+def _history(out_dir: Path) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        old = json.loads((out_dir / "sweep-summary.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(old, dict):
+        return []
+    if isinstance(old.get("history"), list):
+        return old["history"]
+    return [{k: old[k] for k in ("counts", "executor", "jobs", "seconds", "hardware", "finished_at") if k in old}]
 
 
 def hardware() -> dict[str, Any]:

@@ -109,6 +109,13 @@ def test_parallel_jobs_match_serial_and_record_failures(cache_dir, small_zoo, tm
         assert ours["metrics"] == theirs["metrics"]
     again = sweep(spec, jobs=2, log=lambda m: None)  # everything finished: nothing to prepare or run
     assert again["counts"] == {"ran": 0, "reused": 4, "diverged": 0, "failed": 2}
+    # the summary keeps every invocation; the leaderboard's provenance names the ones that worked
+    summary = json.loads((tmp_path / "par" / "sweep-summary.json").read_text())
+    assert [h["counts"]["ran"] for h in summary["history"]] == [4, 0] and summary["counts"]["reused"] == 4
+    from mmu_bench.leaderboard import provenance
+
+    (line,) = provenance([tmp_path / "par"], [])
+    assert "4 ran, 0 reused, 0 diverged, 2 failed" in line and "(local, 2 jobs)" in line
 
 
 def test_jobs_must_be_positive(tmp_path):
