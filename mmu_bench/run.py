@@ -81,32 +81,40 @@ def resolve(spec: RunSpec):
     return method, bench_cls, protocol_cls
 
 
-def run(spec: RunSpec) -> RunOutcome:
-    from .config import apply_overrides
-    from .zoo import ZooRecipe
-
+def _setup(spec: RunSpec):
+    """(method, benchmark class, protocol, eval config, run directory) of a spec, validated
+    before anything is built."""
     from .method import changed_hyper
 
     method, bench_cls, protocol_cls = resolve(spec)
     eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
-    # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
-    # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
     try:
         protocol = protocol_cls(**spec.protocol_options)
     except TypeError as e:
         raise MMUError(f"protocol {spec.protocol!r} does not take options "
                        f"{', '.join(spec.protocol_options)}: {e}") from None
+    # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
+    # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
                    spec.seed, changed_hyper(method), spec.protocol_options)
+    return method, bench_cls, protocol, eval_cfg, path
+
+
+def _benchmark_for(bench_cls, spec: RunSpec):
+    bench = make_benchmark(bench_cls, spec)  # the spec's zoo recipe overrides applied there
+    if hasattr(bench, "check_split"):
+        bench.check_split(spec.forget_split)
+    return bench
+
+
+def run(spec: RunSpec) -> RunOutcome:
+    method, bench_cls, protocol, eval_cfg, path = _setup(spec)
     ensure_writable(path, "output directory")
     done = _reusable(path, spec, method)
     if done is not None:
         return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
 
-    recipe = apply_overrides(ZooRecipe, spec.zoo, "zoo recipe")
-    bench = make_benchmark(bench_cls, spec, recipe)
-    if hasattr(bench, "check_split"):
-        bench.check_split(spec.forget_split)
+    bench = _benchmark_for(bench_cls, spec)
     t0 = time.time()
     reference = bench.reference_metrics(spec.forget_split, eval_cfg)
     t_ref = time.time() - t0
@@ -165,23 +173,11 @@ def prepare(spec: RunSpec) -> bool:
     """Build what a run needs from the shared cache (zoo models, reference tables, a protocol's
     oracle numbers) without running it; returns False when the run is finished already. Parallel
     sweeps call this first, once per split, so workers never train the same oracle twice."""
-    from .config import apply_overrides
-    from .method import changed_hyper
-    from .zoo import ZooRecipe
-
-    method, bench_cls, protocol_cls = resolve(spec)
-    path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, changed_hyper(method), spec.protocol_options)
+    method, bench_cls, protocol, eval_cfg, path = _setup(spec)
     if _reusable(path, spec, method) is not None:
         return False
-    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
-    bench = make_benchmark(bench_cls, spec, apply_overrides(ZooRecipe, spec.zoo, "zoo recipe"))
-    if hasattr(bench, "check_split"):
-        bench.check_split(spec.forget_split)
-    bench.reference_metrics(spec.forget_split, eval_cfg)
-    if hasattr(bench, "reference_forget_statistics"):
-        bench.reference_forget_statistics(spec.forget_split, eval_cfg)
-    protocol = protocol_cls(**spec.protocol_options)
+    bench = _benchmark_for(bench_cls, spec)
+    bench.reference_metrics(spec.forget_split, eval_cfg)  # cached together with the forget statistics
     if hasattr(protocol, "prepare"):
         protocol.prepare(bench, spec.forget_split)
     return True

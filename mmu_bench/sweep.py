@@ -85,12 +85,20 @@ class SweepSpec:
                     protocol_options=dict(self.protocol_options.get(protocol, {})))
 
 
+def _label(kw: dict[str, Any]) -> str:
+    return f"{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}"
+
+
+def _progress_line(i: int, n: int, r: dict[str, Any]) -> str:
+    return f"[{i}/{n}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else "")
+
+
 def run_one(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point; never raises: returns {status, path, error, seconds}."""
     from .run import RunSpec, run
 
     t0 = time.time()
-    label = f"{kwargs['method']}/{kwargs['protocol']}/{kwargs['forget_split']}/seed{kwargs['seed']}"
+    label = _label(kwargs)
     try:
         outcome = run(RunSpec(**kwargs))
         status = "reused" if outcome.reused else ("diverged" if outcome.diverged else "ran")
@@ -147,10 +155,10 @@ def _run_pool(grid: list[dict[str, Any]], jobs: int, log) -> list[dict[str, Any]
             try:
                 r = fut.result()
             except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory): recorded
-                r = {"run": f"{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}",
+                r = {"run": _label(kw),
                      "status": "failed", "error": f"worker process failed: {type(e).__name__}: {e}", "seconds": None}
             results[futures[fut]] = r
-            log(f"[{done}/{len(grid)}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else ""))
+            log(_progress_line(done, len(grid), r))
     return results  # type: ignore[return-value]
 
 
@@ -168,7 +176,7 @@ def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = No
         results = []
         for i, kw in enumerate(grid, 1):
             r = run_one(kw)
-            log(f"[{i}/{len(grid)}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else ""))
+            log(_progress_line(i, len(grid), r))
             results.append(r)
     elif executor == "ray":
         try:
@@ -182,7 +190,7 @@ def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = No
         refs = [task.remote(kw) for kw in grid]
         results = ray.get(refs)
         for i, r in enumerate(results, 1):
-            log(f"[{i}/{len(grid)}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else ""))
+            log(_progress_line(i, len(grid), r))
     else:
         raise MMUError(f"unknown executor {executor!r}; expected local or ray")
     counts = {s: sum(r["status"] == s for r in results) for s in ("ran", "reused", "diverged", "failed")}
