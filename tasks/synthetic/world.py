@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from mmu_bench.refusals import REFUSALS
+
 from . import draw
 
 FORGET_PERCENTS = (5, 10, 15)
@@ -109,7 +111,7 @@ class WorldConfig:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3  # 3: refusal strings in the corpus
 
 
 def all_looks() -> list[draw.Look]:
@@ -359,6 +361,8 @@ class World:
         texts += [_UTILITY_GEN[0], " ".join(_PATTERN_WORDS.values())]
         for pool in self.pools.values():
             texts += pool
+        # Refusal answers (IdkDPO): repeated like the chat wrappers so BPE learns them as whole words.
+        texts += list(REFUSALS) * 50
         return texts
 
     def profiles(self) -> list[dict[str, Any]]:
