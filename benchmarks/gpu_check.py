@@ -492,7 +492,7 @@ def phase_e2e(s: Sizes) -> dict:
                    max_new_tokens=s.e2e_max_new_tokens)
     try:
         if s.e2e_dry:
-            method, _, _ = resolve(spec)
+            method, _, _, _ = resolve(spec)
             log(f"   dry: resolved {method.name} on {spec.benchmark}/{spec.model}; run() not executed")
             return {"dry": True}
         t0 = time.time()

@@ -80,6 +80,8 @@ class CVF(Method):
     name = "cvf"
     description = "contrastive visual forgetting, frozen LLM, null-space projected updates (reference method)"
     Hyper = CVFHyper
+    settings = ("visual",)
+    settings_note = "CVF freezes the LLM, where text knowledge lives, so it cannot forget the text route"
 
     def __init__(self, hyper=None, **overrides):
         super().__init__(hyper, **overrides)
@@ -245,7 +247,7 @@ class CVF(Method):
         result = train(params, loss_fn,
                        TrainConfig(steps=h.steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip, weight_decay=0.0,
                                    seed=context.seed, progress=context.progress, desc="unlearn cvf"),
-                       device=model.device, project_update=projection.apply if projection else None,
+                       device=model.device, after_step=projection.apply if projection else None,
                        should_stop=should_stop)
         for p in params:
             p.requires_grad_(False)

@@ -30,10 +30,12 @@ class WorldBenchmark:
     name = "world"
     description = ""
     models: tuple[str, ...] = (TINY_MODEL, "hf:<id or folder>")
+    #: the unlearning setting (mmu_bench/settings.py) a run sets: it decides what request() hands out
+    setting = None
 
     def __init__(self, *, model: str = TINY_MODEL, cache_dir=None, progress: bool = True,
                  device: str | None = None, dtype: str | None = None, recipe=None,
-                 gradient_checkpointing: bool = False, **world_args: Any):
+                 gradient_checkpointing: bool = False, zoo_weights: str = "pinned", **world_args: Any):
         from .zoo import Zoo
 
         self.world = self.make_world(**world_args)
@@ -43,7 +45,7 @@ class WorldBenchmark:
                            f"or hf:<hub id or local folder>")
         self.zoo = Zoo(self.world, model=None if model == TINY_MODEL else model, recipe=recipe,
                        cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
-                       gradient_checkpointing=gradient_checkpointing)
+                       gradient_checkpointing=gradient_checkpointing, weights=zoo_weights)
 
     def make_world(self, **world_args: Any):
         raise NotImplementedError
@@ -58,11 +60,17 @@ class WorldBenchmark:
                            f"{', '.join(self.world.forget_splits)}")
 
     def identity(self) -> dict:
-        return {"benchmark": self.name, "world": asdict(self.world.config), "zoo": self.zoo.key}
+        return {"benchmark": self.name, "world": asdict(self.world.config), "zoo": self.zoo.key,
+                "zoo_weights": self.zoo.weights}
 
     def request(self, split: str) -> UnlearnRequest:
+        """The forget request of ``split``: the items the setting lets a method see."""
+        from .settings import VISUAL
+
         self.check_split(split)
-        return UnlearnRequest(forget=self.world.split_items(split), forget_entities=list(self.world.forget_ids[split]))
+        setting = self.setting or VISUAL
+        return UnlearnRequest(forget=setting.forget_items(self.world.split_items(split)),
+                              forget_entities=list(self.world.forget_ids[split]), setting=setting.name)
 
     def retain_items(self, split: str) -> list[dict]:
         self.check_split(split)

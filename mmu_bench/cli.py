@@ -18,6 +18,14 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="cache directory (default $MMU_BENCH_CACHE or ~/.cache/mmu-bench)")
     p.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a zoo training recipe field (repeatable), e.g. base_steps=600")
+    _zoo_weights_arg(p)
+
+
+def _zoo_weights_arg(p: argparse.ArgumentParser, default: str = "pinned") -> None:
+    p.add_argument("--zoo", dest="zoo_weights", choices=["pinned", "local"], default=default,
+                   help="pinned (default): the canonical zoo shipped with the package where it matches "
+                        "(the default world and recipe), so every user scores against the same checkpoints; "
+                        "local: train the zoo from its recipe into the cache")
 
 
 def _forget_split(value: str) -> str:
@@ -39,7 +47,7 @@ def _zoo(args):
         raise MMUError(str(e)) from None
     recipe = apply_overrides(ZooRecipe, parse_pairs(args.zoo_set, "zoo recipe"), "zoo recipe")
     return Zoo(cfg, recipe=recipe, cache_dir=args.cache_dir, progress=not args.quiet,
-               device=getattr(args, "device", None))
+               device=getattr(args, "device", None), weights=args.zoo_weights)
 
 
 def cmd_world_build(args) -> int:
@@ -49,7 +57,15 @@ def cmd_world_build(args) -> int:
     zoo = _zoo(args)
     path = build_world(zoo.world.config, args.cache_dir)
     print(f"world {zoo.world.config.fingerprint()}: {path}")
-    if not args.no_zoo:
+    if args.pin:
+        from .zoo import pin
+
+        if zoo.weights != "local":
+            raise MMUError("world build --pin retrains the zoo from its recipe: pass --zoo local too")
+        dest = pin(zoo)
+        print(f"pinned the zoo (every forget split) to {dest}")
+    elif not args.no_zoo:
+        print(f"zoo {zoo.key} ({zoo.weights}{': shipped with the package' if zoo.weights == 'pinned' else ''})")
         for name in ("base", "finetuned", "retrain", "retrain_visual"):
             split = args.forget_split if name.startswith("retrain") else None
             p = zoo.path(name, split)
@@ -106,22 +122,26 @@ def cmd_run(args) -> int:
         rc = max(rc, rc_one)
         summary[f"{args.method} @ {split}"] = metrics
     if len(splits) > 1:  # scalability: the same method and finetuned model over forget sizes
-        from .report import results_table
+        from .report import protocol_columns, results_table
+        from .settings import get_setting
 
-        print("\nscalability (one finetuned model, growing forget sets):")
-        print(results_table(summary))
+        setting = get_setting(args.setting)
+        print(f"\nscalability (one finetuned model, growing forget sets; setting {setting.name}):")
+        print(results_table(summary, protocol_columns(args.protocol, setting), setting.name))
     return rc
 
 
 def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
     from .config import parse_pairs
-    from .report import results_table
+    from .report import protocol_columns, results_table
     from .run import RunSpec, run
+    from .settings import get_setting
 
-    spec = RunSpec(method=args.method, benchmark=args.benchmark, model=args.model, protocol=args.protocol,
+    spec = RunSpec(method=args.method, setting=args.setting, benchmark=args.benchmark, model=args.model, protocol=args.protocol,
                    forget_split=split, seed=args.seed, hyper=hyper, out=args.out,
                    overwrite=args.overwrite, world_size=args.size, world_seed=args.world_seed,
-                   zoo=parse_pairs(args.zoo_set, "zoo recipe"), cache_dir=args.cache_dir, device=args.device,
+                   zoo=parse_pairs(args.zoo_set, "zoo recipe"), zoo_weights=args.zoo_weights,
+                   cache_dir=args.cache_dir, device=args.device,
                    dtype=args.dtype, data=args.data, utility=args.utility, mcq_mode=args.mcq_mode,
                    gradient_checkpointing=args.gradient_checkpointing, max_new_tokens=args.max_new_tokens,
                    progress=not args.quiet, protocol_options=_protocol_options(args))
@@ -129,26 +149,17 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
     rows[label] = outcome.metrics
-    notes = {label: "DIVERGED"} if outcome.diverged else None
-    keys = None
-    if any(k.startswith("continual.") for k in outcome.metrics):
-        from .report import CONTINUAL_KEYS
-
-        keys = CONTINUAL_KEYS
-    elif any(k.startswith("relearn.") for k in outcome.metrics):
-        from .report import RELEARN_KEYS
-
-        keys = RELEARN_KEYS
-    elif any(k.startswith("mia.") for k in outcome.metrics):
-        from .report import MIA_KEYS
-
-        keys = MIA_KEYS
-        oracle = outcome.doc.get("protocol", {}).get("oracle_auc", {})
-        for name in ("finetuned", "retrain", "retrain_visual"):
-            if name in rows and name in oracle:
-                rows[name] = rows[name] | {f"mia.{k}.auc": v for k, v in oracle[name].items()}
-    print(f"{spec.benchmark} / {spec.model} / {spec.protocol} / {split} / seed {spec.seed}")
-    print(results_table(rows, notes=notes) if keys is None else results_table(rows, keys=keys, notes=notes))
+    setting = get_setting(spec.setting)
+    notes = {label: "DIVERGED"} if outcome.diverged else {}
+    if setting.oracle in rows:
+        notes[setting.oracle] = "oracle"
+    keys = protocol_columns(spec.protocol, setting)
+    oracle = outcome.doc.get("protocol", {}).get("oracle_auc", {})
+    for name in ("finetuned", "retrain", "retrain_visual"):  # the mia protocol's reference AUCs
+        if name in rows and name in oracle:
+            rows[name] = rows[name] | {f"mia.{k}.auc": v for k, v in oracle[name].items()}
+    print(f"{spec.benchmark} / {spec.model} / setting {setting.name} / {spec.protocol} / {split} / seed {spec.seed}")
+    print(results_table(rows, keys, setting.name, notes=notes))
     timings = outcome.doc.get("timings", {})
     print(f"\n{'reused finished run' if outcome.reused else 'wrote'} {outcome.path}"
           + ("" if outcome.reused else "  (" + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + ")"))
@@ -169,8 +180,9 @@ def cmd_sweep(args) -> int:
     else:
         if not args.methods:
             raise MMUError("sweep needs --methods a,b (or --spec FILE)")
-        spec = SweepSpec(methods=_csv(args.methods), seeds=[int(s) for s in _csv(args.seeds)],
-                         forget_splits=_csv(args.forget_splits), protocols=_csv(args.protocols))
+        spec = SweepSpec(methods=_csv(args.methods), seeds=_seeds(args.seeds),
+                         forget_splits=_csv(args.forget_splits), protocols=_csv(args.protocols),
+                         settings=_csv(args.settings))
     for pair, value in parse_pairs(args.set, "--set").items():
         method, _, key = pair.rpartition(":")
         for m in ([method] if method else spec.methods):
@@ -178,7 +190,8 @@ def cmd_sweep(args) -> int:
     if args.requests is not None:
         spec.protocol_options.setdefault("continual", {})["requests"] = args.requests
     spec.common = {"out": args.out, "world_size": args.size, "cache_dir": args.cache_dir,
-                   "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "max_new_tokens": args.max_new_tokens,
+                   "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "zoo_weights": args.zoo_weights,
+                   "max_new_tokens": args.max_new_tokens,
                    "progress": False} | spec.common
     result = sweep(spec, executor=args.executor, ray_address=args.ray_address, num_cpus=args.cpus_per_run,
                    num_gpus=args.gpus_per_run, jobs=args.jobs)
@@ -234,18 +247,45 @@ def cmd_finetune(args) -> int:
         for name in ("retrain", "retrain_visual"):
             print(f"  {name + '@' + split:<24} {bench.zoo.path(name, split)}")
     if not args.no_check:
+        from .protocols import evaluation_columns
         from .report import results_table
+        from .settings import VISUAL
 
         for split in splits:
             ref = bench.reference_metrics(split, EvalConfig(max_new_tokens=args.max_new_tokens))
             print(f"\nreference models on {split}:")
-            print(results_table(ref))
+            print(results_table(ref, evaluation_columns(VISUAL), VISUAL.name))
     print(f"done in {time.time() - t0:.1f} s")
     return 0
 
 
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    out = []
+    for t in _csv(text):
+        try:
+            v = int(t)
+        except ValueError:
+            raise MMUError(f"--seeds: {t!r} is not an integer; expected comma-separated seeds >= 0, e.g. 0,1,2") from None
+        if v < 0:
+            raise MMUError(f"--seeds: {v} is negative; seeds are integers >= 0")
+        out.append(v)
+    if not out:
+        raise MMUError("--seeds: no seed given; expected e.g. 0,1,2")
+    return out
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative; expected an integer >= 0")
+    return v
 
 
 def _protocol_options(args) -> dict:
@@ -320,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="unlearn with one method and evaluate every task")
     r.add_argument("--method", required=True, help="registered method name (mmu-bench ls methods)")
     _model_args(r)
+    r.add_argument("--setting", default="visual",
+                   help="visual (default: forget the image route, keep text knowledge) | full (forget both) "
+                        "(mmu-bench ls settings)")
     r.add_argument("--protocol", default="static", help="static | continual | mia | relearn (mmu-bench ls protocols)")
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
@@ -327,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
     r.add_argument("--forget-split", default="forget_10",
                    help="forget_5 | forget_10 | forget_15, a comma-separated list, or all (scalability)")
-    r.add_argument("--seed", type=int, default=0, help="the method's seed (default 0)")
+    r.add_argument("--seed", type=_nonneg_int, default=0, help="the method's seed (default 0)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="hyper-parameter override (repeatable); mmu-bench hparams METHOD lists them")
     r.add_argument("--config", default=None, help="YAML or JSON file of hyper-parameters (--set wins)")
@@ -336,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=100, help="synthetic world size (default 100)")
     r.add_argument("--world-seed", type=int, default=0)
     r.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
+    _zoo_weights_arg(r)
     r.add_argument("--cache-dir", default=None)
     r.add_argument("--utility", default=None, metavar="lmeval:TASK,...",
                    help="extra text-utility evaluation of the unlearned model through lm-eval, e.g. "
@@ -348,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seeds", default="0")
     sw.add_argument("--forget-splits", default="forget_10")
     sw.add_argument("--protocols", default="static")
+    sw.add_argument("--settings", default="visual", help="comma-separated settings (a grid axis): visual, full")
     sw.add_argument("--spec", default=None, help="YAML sweep spec (methods, seeds, forget_splits, protocols, hyper, common)")
     sw.add_argument("--set", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
                     help="hyper-parameter for every method, or for one with METHOD:KEY=VALUE")
@@ -362,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--size", type=int, default=100)
     sw.add_argument("--cache-dir", default=None)
     sw.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
+    _zoo_weights_arg(sw)
     sw.add_argument("--max-new-tokens", type=int, default=50)
     sw.set_defaults(func=cmd_sweep)
     f = sub.add_parser("finetune", help="build a benchmark's finetuned model and retrain oracles for a model")
@@ -385,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     _world_args(b)
     b.add_argument("--forget-split", type=_forget_split, default="forget_10")
     b.add_argument("--no-zoo", action="store_true", help="only draw the world")
+    b.add_argument("--pin", action="store_true",
+                   help="with --zoo local: train every forget split's zoo and copy it into the package's "
+                        "pinned folder with a manifest (maintainers: this is how the canonical zoo is made)")
     b.set_defaults(func=cmd_world_build)
     c = wsub.add_parser("check", help="evaluate base / finetuned / retrain / retrain_visual and check validity")
     _world_args(c)

@@ -1,9 +1,15 @@
-"""The shared training engine: AdamW, warmup + cosine decay, gradient clipping, seeded batching,
-device selection (CUDA + bf16 autocast when present), progress bar, divergence detection.
+"""The shared training engine: AdamW, warmup + cosine decay (transformers' schedulers), gradient
+clipping, seeded batching (transformers' ``set_seed``), device selection (CUDA + bf16 autocast when
+present), progress bar, divergence detection.
 
 Every method and the model zoo train through :func:`train`. A method supplies a loss function of
-the step and the parameters to train; it may also supply ``project_update`` to transform each
-parameter's final optimizer update (the null-space projection of CVF).
+the step and the parameters to train; two hooks let it change a step without touching the engine:
+
+- ``before_step(params)``: after backward (and the multi-process gradient reduction), before
+  clipping and the optimizer step; may edit ``p.grad`` in place (MMUnlearner's saliency mask).
+- ``after_step(param, update)``: each parameter's optimizer update (new - old) -> the update to
+  apply instead (CVF's null-space projection). Only this hook makes the engine keep a copy of the
+  trained weights before the step.
 
 Under ``accelerate launch`` with several processes the same call trains data-parallel: each
 process computes its part of every global batch (a loss function takes it with
@@ -14,7 +20,6 @@ runs identically everywhere. See mmu_bench/distributed.py. One process: unchange
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -74,23 +79,22 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    from transformers import set_seed
+
+    set_seed(seed)
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
+    """transformers' warmup + cosine decay to ``min_lr_ratio`` x lr (or warmup + constant)."""
+    from transformers import get_constant_schedule_with_warmup, get_cosine_with_min_lr_schedule_with_warmup
+
+    # At least one warmup step, so the first update is never at the peak rate.
     warm = max(1, int(cfg.warmup * cfg.steps))
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "constant":
-            return 1.0
-        t = (step - warm) / max(1, cfg.steps - warm)
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-    return f
+    if cfg.schedule == "constant":
+        return get_constant_schedule_with_warmup(opt, warm)
+    if cfg.schedule != "cosine":
+        raise ValueError(f"schedule {cfg.schedule!r} unknown; expected 'cosine' or 'constant'")
+    return get_cosine_with_min_lr_schedule_with_warmup(opt, warm, cfg.steps, min_lr_rate=cfg.min_lr_ratio)
 
 
 def autocast_for(device: torch.device):
@@ -104,14 +108,16 @@ def train(
     loss_fn: Callable[[int], torch.Tensor],
     cfg: TrainConfig,
     device: torch.device | None = None,
-    project_update: Callable[[nn.Parameter, torch.Tensor], torch.Tensor] | None = None,
+    after_step: Callable[[nn.Parameter, torch.Tensor], torch.Tensor] | None = None,
     should_stop: Callable[[int], bool] | None = None,
+    before_step: Callable[[list[nn.Parameter]], None] | None = None,
     optimizer_groups: list[dict] | None = None,
 ) -> TrainResult:
     """Minimise ``loss_fn(step)`` over ``params`` for ``cfg.steps`` steps.
 
-    ``project_update(p, delta)`` receives each parameter's AdamW update (new - old) and returns
-    the update to apply instead. ``should_stop(step)`` is polled after each step (stopping rules
+    ``before_step(params)`` runs after backward, before clipping (may edit ``p.grad``);
+    ``after_step(p, delta)`` receives each parameter's AdamW update (new - old) and returns the
+    update to apply instead. ``should_stop(step)`` is polled after each step (stopping rules
     on validation data). Raises :class:`Diverged` on a non-finite loss, with the model left at the
     last state whose loss was finite (``restore_on_divergence``).
 
@@ -132,7 +138,7 @@ def train(
     seed_everything(cfg.seed)
     groups = optimizer_groups or [{"params": params, "weight_decay": cfg.weight_decay}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    sched = make_scheduler(opt, cfg)
     result = TrainResult(steps=0)
     bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main_process(),
                leave=False, mininterval=0.5)
@@ -156,18 +162,20 @@ def train(
         loss.backward()
         if parallel:
             distributed.all_reduce_gradients(params, weight)
+        if before_step is not None:
+            before_step(params)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         if cfg.restore_on_divergence:
             previous = [p.detach().clone() for p in params]
-        if project_update is None:
+        if after_step is None:
             opt.step()
         else:
-            old = [p.detach().clone() for p in params]
+            old = previous or [p.detach().clone() for p in params]  # one copy serves both
             opt.step()
             with torch.no_grad():
                 for p, o in zip(params, old):
-                    p.copy_(o + project_update(p, p - o))
+                    p.copy_(o + after_step(p, p - o))
         sched.step()
         result.losses.append(value)
         result.steps = step + 1

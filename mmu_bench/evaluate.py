@@ -32,9 +32,7 @@ from tqdm.auto import tqdm
 from .errors import MMUError
 
 LETTERS = "ABCD"
-# Direction of each metric: True = higher is better on retained knowledge. On `forget` and `test`
-# splits the direction of accuracy-like metrics flips (lower = more forgotten).
-FORGET_SPLITS = ("forget", "test")
+# Which way each metric is better is declared by its spec (mmu_bench/builtin.py, per setting).
 
 
 @dataclass
@@ -66,26 +64,6 @@ def rouge() -> rouge_scorer.RougeScorer:
     if _SCORER is None:
         _SCORER = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     return _SCORER
-
-
-def metric_direction(key: str) -> str:
-    """"up" or "down" (which way is better) for a metric key."""
-    split = key.split(".")[0]
-    if key in ("continual.forget_acc_mean", "continual.rebound_max"):
-        return "down"
-    if split == "forget_quality":
-        return "up"  # higher p-value / 1 - JS = closer to the oracle
-    if key in ("relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn"):
-        return "down"  # forget accuracy of the held-back entities: lower = less came back
-    if split == "mia":
-        # AUC should approach the oracle's (about 0.5), PrivLeak should approach 0
-        return "zero" if "privleak" in key else "down"
-    if split in FORGET_SPLITS and key.split(".")[-1] in ("acc", "prob", "rougeL", "rouge1", "rouge2"):
-        # Visual knowledge of forget entities should go; their text knowledge should stay.
-        if key.split(".")[1] == "qa":
-            return "up"
-        return "down"
-    return "up"
 
 
 def mcq_generate_prompt(item: dict) -> str:

@@ -1,7 +1,7 @@
 """Plugin hook specifications (pluggy project ``mmu_bench``).
 
 Every component the suite can name on the command line or in a config -- unlearning methods,
-benchmarks, models, metrics, protocols -- reaches it through one of these hooks, built-ins
+benchmarks, models, metrics, protocols, settings -- reaches it through one of these hooks, built-ins
 included, so a third-party package has exactly the same power as the suite itself.
 
 Each hook returns a list of *registrable objects*: anything (a class or an instance) with a
@@ -57,10 +57,12 @@ def mmu_bench_models() -> list[Any]:
 
 @hookspec
 def mmu_bench_metrics() -> list[Any]:
-    """Return evaluation metrics this plugin provides.
+    """Return the specs of the metrics this plugin produces.
 
-    Each item has ``name`` and ``description``; names must not clash with other plugins'
-    metrics, since reports are keyed by metric name.
+    Each item is a :class:`mmu_bench.metrics.MetricSpec` (a key pattern, a one-line description,
+    its direction, per setting where it differs, and the stage producing it); tables and
+    leaderboards read directions and descriptions from them. Any object with ``name`` (an exact
+    key) and ``description`` also works (direction "up").
     """
 
 
@@ -69,4 +71,13 @@ def mmu_bench_protocols() -> list[Any]:
     """Return evaluation protocols (e.g. attack or relearning procedures) this plugin provides.
 
     Each item has ``name`` and ``description``.
+    """
+
+
+@hookspec
+def mmu_bench_settings() -> list[Any]:
+    """Return unlearning settings (:class:`mmu_bench.settings.Setting`) this plugin provides.
+
+    A setting decides which forget items a method receives, the oracle, per-setting metric
+    directions and the leaderboard aggregates. Built-ins: ``visual`` and ``full``.
     """

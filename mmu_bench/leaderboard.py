@@ -8,14 +8,16 @@ Python API::
     print(lb.render(groups, "md"))            # md | latex | csv | html
     lb.plot(groups, "plots")                  # PNG scatter (+ continual curves) per table
 
-Aggregates (docs/leaderboard.md; /work/shared/design/METRICS.md "Aggregates for the leaderboard"),
-computed per run, then mean +- std over seeds like every other column:
+Every table is in ONE setting (mmu_bench/settings.py: visual or full) and says which; runs of
+two settings never share a table. Aggregates are the setting's (docs/leaderboard.md), computed per
+run, then mean +- std over seeds like every other column:
 
-    forget efficacy = clip((1 - m) / (1 - 0.25), 0, 1),  m = mean(forget.vqa.mcq.acc, test.vqa.mcq.acc)
-    retention       = harmonic mean of retain.vqa.mcq.acc, forget.qa.mcq.acc, retain.qa.mcq.acc,
-                      real.vqa.mcq.acc, utility.vqa.mcq.acc (those present; 0 if any is 0)
+    forget efficacy = clip((1 - m) / (1 - 0.25), 0, 1),  m = mean of the setting's forget accuracies
+                      (visual: forget.vqa, test.vqa; full: also forget.qa)
+    retention       = harmonic mean of the setting's kept accuracies (visual includes forget.qa)
 
-Both are "up" (higher is better). 0.25 is chance for four-option multiple choice.
+Both are "up" (higher is better). 0.25 is chance for four-option multiple choice. Directions and
+descriptions come from the metric specs (mmu_bench/metrics.py), per setting.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from typing import Any, Callable, Iterable
 from tabulate import tabulate
 
 from .errors import MMUError
-from .evaluate import metric_direction
-from .report import ARROW, CONTINUAL_KEYS, MAIN_KEYS, MIA_KEYS, RELEARN_KEYS
+from .metrics import ARROW, catalog
+from .report import protocol_columns
 from .results import FINISHED_STATUSES
+from .settings import Setting, get_setting
 
 FORMATS = ("md", "latex", "csv", "html")
 REFERENCE_NAMES = ("finetuned", "retrain", "retrain_visual")
@@ -47,12 +50,7 @@ CHANCE = 0.25
 FORGET_EFFICACY = "forget_efficacy"
 RETENTION = "retention"
 AGGREGATES = (FORGET_EFFICACY, RETENTION)
-EFFICACY_INPUTS = ("forget.vqa.mcq.acc", "test.vqa.mcq.acc")
-RETENTION_INPUTS = ("retain.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc",
-                    "utility.vqa.mcq.acc")
-PROTOCOL_KEYS = {"static": MAIN_KEYS, "continual": CONTINUAL_KEYS, "mia": MIA_KEYS, "relearn": RELEARN_KEYS}
-EFFICACY_FORMULA = "forget efficacy = clip((1 - mean(forget.vqa.mcq.acc, test.vqa.mcq.acc)) / (1 - 0.25), 0, 1)"
-RETENTION_FORMULA = "retention = harmonic mean of {} (0 if any is 0)"
+PROTOCOL_ORDER = ("static", "continual", "mia", "relearn")
 _REF_TOL = 1e-9
 
 
@@ -76,6 +74,7 @@ class RunRecord:
     reference: dict[str, dict[str, float]]
     diverged: bool
     curves: dict[str, Any] | None = None   # metrics.json protocol.curves (continual), else None
+    setting: str = "visual"                # the unlearning setting (config.json spec.setting)
 
 
 def _warn_stderr(msg: str) -> None:
@@ -112,13 +111,20 @@ def _read_run(f: Path) -> RunRecord | str:
         name = str(config.get("method", {}).get("name") or spec["method"])
         benchmark, model = str(spec["benchmark"]), str(spec["model"])
         kind, split, seed = str(spec["protocol"]), str(spec["forget_split"]), int(spec["seed"])
+        setting = spec.get("setting")
     except OSError as e:
         return f"config.json unreadable ({e.strerror or e})"
     except ValueError as e:
         return f"config.json is not valid JSON ({e})"
     except (KeyError, TypeError, AttributeError) as e:
         return f"config.json lacks spec field {e}"
+    if not isinstance(setting, str):
+        return ("config.json records no unlearning setting (made before settings existed, when the "
+                "baselines forgot both modalities and CVF only images); re-run it with --setting")
     parts = f.parent.resolve().parts
+    if len(parts) >= 5 and parts[-5] in ("visual", "full") and parts[-5] != setting:
+        return (f"its directory says setting {parts[-5]!r} but config.json says {setting!r}; the two "
+                f"settings are scored differently and never share a table")
     # <benchmark>/<model>/<method>[-<hash>]/<protocol>/<split>/seed<seed>: take the labels from the
     # directory names when they fit the config, else rebuild them from the config.
     mdir = parts[-4] if len(parts) >= 4 else ""
@@ -134,7 +140,8 @@ def _read_run(f: Path) -> RunRecord | str:
     return RunRecord(path=f.parent, method=label, method_name=name, benchmark=benchmark, model=model,
                      protocol=protocol, protocol_kind=kind, forget_split=split, seed=seed,
                      metrics=_numbers(doc["metrics"]), reference=reference,
-                     diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves)
+                     diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves,
+                     setting=setting)
 
 
 def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
@@ -168,46 +175,27 @@ def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | No
 # ----------------------------------------------------------------------------- aggregates
 
 
-def forget_efficacy(metrics: dict[str, float]) -> float | None:
-    """clip((1 - m) / (1 - 0.25), 0, 1), m = mean of forget.vqa.mcq.acc and test.vqa.mcq.acc (those
-    present); None when neither is. 1 = chance or below, 0 = accuracy 1."""
-    vals = [metrics[k] for k in EFFICACY_INPUTS if k in metrics]
-    if not vals:
-        return None
-    m = sum(vals) / len(vals)
-    return min(1.0, max(0.0, (1.0 - m) / (1.0 - CHANCE)))
-
-
-def retention(metrics: dict[str, float]) -> float | None:
-    """Harmonic mean of RETENTION_INPUTS (those present; 0 if any is 0); None when none is."""
-    vals = [metrics[k] for k in RETENTION_INPUTS if k in metrics]
-    if not vals:
-        return None
-    if any(v <= 0 for v in vals):
-        return 0.0
-    return len(vals) / sum(1.0 / v for v in vals)
-
-
-def with_aggregates(metrics: dict[str, float]) -> dict[str, float]:
+def with_aggregates(metrics: dict[str, float], setting: Setting) -> dict[str, float]:
+    """``metrics`` plus the setting's forget efficacy and retention (mmu_bench/settings.py)."""
     out = dict(metrics)
-    for key, fn in ((FORGET_EFFICACY, forget_efficacy), (RETENTION, retention)):
+    for key, fn in ((FORGET_EFFICACY, setting.forget_efficacy), (RETENTION, setting.retention)):
         v = fn(metrics)
         if v is not None:
             out[key] = v
     return out
 
 
-def direction(key: str) -> str:
-    """"up", "down" or "zero": which way is better (the aggregates are "up")."""
-    return "up" if key in AGGREGATES else metric_direction(key)
+def direction(key: str, setting: str | None = "visual") -> str:
+    """"up", "down" or "zero": which way is better for ``key`` in ``setting`` (metric specs)."""
+    return catalog().direction(key, setting)
 
 
 def column_name(key: str) -> str:
     return {FORGET_EFFICACY: "forget efficacy", RETENTION: "retention"}.get(key, key)
 
 
-def column_label(key: str) -> str:
-    return f"{column_name(key)} {ARROW[direction(key)]}"
+def column_label(key: str, setting: str | None = "visual") -> str:
+    return f"{column_name(key)} {ARROW[direction(key, setting)]}"
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -244,14 +232,20 @@ class Group:
     retention_inputs: list[str]
     curves: dict[str, list[float]] = field(default_factory=dict)   # continual: mean retain acc per request
     finetuned_retain_acc: float | None = None
+    setting: Setting | None = None
+
+    @property
+    def setting_name(self) -> str:
+        return self.setting.name if self.setting else "visual"
 
     @property
     def title(self) -> str:
-        return f"{self.benchmark} / {self.model} / {self.protocol} / {self.forget_split}"
+        return f"{self.benchmark} / {self.model} / setting {self.setting_name} / {self.protocol} / {self.forget_split}"
 
     @property
     def slug(self) -> str:
-        raw = "__".join((self.benchmark, self.model.replace("/", "__"), self.protocol, self.forget_split))
+        raw = "__".join((self.benchmark, self.model.replace("/", "__"), self.setting_name, self.protocol,
+                         self.forget_split))
         return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
 
     def best(self, key: str) -> set[str]:
@@ -260,7 +254,7 @@ class Group:
         vals = {r.label: round(r.mean[key], 3) for r in self.rows if r.ranked and key in r.mean}
         if not vals:
             return set()
-        d = direction(key)
+        d = direction(key, self.setting_name)
         score = {"up": lambda v: -v, "down": lambda v: v, "zero": abs}[d]
         top = min(score(v) for v in vals.values())
         return {lab for lab, v in vals.items() if score(v) == top}
@@ -270,10 +264,11 @@ class Group:
         seeds = ", ".join(f"{r.label} n={r.n}" for r in methods)
         div = " Rows marked 'diverged' include diverged runs and are not ranked." \
             if any(r.n_diverged for r in methods) else ""
-        return (f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
+        st = self.setting or get_setting("visual")
+        return (f"Setting {st.name} ({st.description}); oracle {st.oracle}. "
+                f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
                 f"Reference rows: one deterministic evaluation of the zoo model. "
-                f"Aggregates: {EFFICACY_FORMULA}; "
-                f"{RETENTION_FORMULA.format(', '.join(self.retention_inputs) or '(none present)')}. "
+                f"Aggregates: {st.efficacy_formula()}; {st.retention_formula(self.retention_inputs)}. "
                 f"Bold: best method per column (max for ↑, min for ↓, closest to 0 for →0; "
                 f"reference rows excluded).{div}")
 
@@ -292,13 +287,14 @@ def _refs_equal(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) 
     return None
 
 
-def group_runs(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str], list[RunRecord]]:
-    """Runs by (benchmark, model, protocol, forget split). Refuses (MMUError) runs that cannot share
-    a table: reference rows that differ (another world, zoo or evaluation setting), or two different
-    results for one method and seed. Identical duplicates (the same run copied) are kept once."""
-    groups: dict[tuple[str, str, str, str], list[RunRecord]] = {}
+def group_runs(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str, str], list[RunRecord]]:
+    """Runs by (benchmark, model, setting, protocol, forget split): two settings never share a
+    table. Refuses (MMUError) runs that cannot share a table: reference rows that differ (another
+    world, zoo or evaluation setting), or two different results for one method and seed. Identical
+    duplicates (the same run copied) are kept once."""
+    groups: dict[tuple[str, str, str, str, str], list[RunRecord]] = {}
     for r in records:
-        groups.setdefault((r.benchmark, r.model, r.protocol, r.forget_split), []).append(r)
+        groups.setdefault((r.benchmark, r.model, r.setting, r.protocol, r.forget_split), []).append(r)
     for key, runs in groups.items():
         first = runs[0]
         for r in runs[1:]:
@@ -320,14 +316,14 @@ def group_runs(records: Iterable[RunRecord]) -> dict[tuple[str, str, str, str], 
     return groups
 
 
-def _table_order(key: tuple[str, str, str, str]) -> tuple:
-    """Tables in reading order: static, continual, mia, relearn, then other protocols; splits by
-    their number (forget_5 before forget_10)."""
-    bench, model, proto, split = key
-    kinds = list(PROTOCOL_KEYS)
+def _table_order(key: tuple[str, str, str, str, str]) -> tuple:
+    """Tables in reading order: per setting (visual first), static, continual, mia, relearn, then
+    other protocols; splits by their number (forget_5 before forget_10)."""
+    bench, model, setting, proto, split = key
+    kinds = list(PROTOCOL_ORDER)
     kind = proto.split("-")[0]
     natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", split)]
-    return (bench, model, kinds.index(kind) if kind in kinds else len(kinds), proto, [(isinstance(t, str), t) for t in natural])
+    return (bench, model, setting != "visual", setting, kinds.index(kind) if kind in kinds else len(kinds), proto, [(isinstance(t, str), t) for t in natural])
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -338,9 +334,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def _method_row(label: str, runs: list[RunRecord]) -> Row:
+def _method_row(label: str, runs: list[RunRecord], setting: Setting) -> Row:
     runs = sorted(runs, key=lambda r: r.seed)
-    per_run = [with_aggregates(r.metrics) for r in runs]
+    per_run = [with_aggregates(r.metrics, setting) for r in runs]
     keys = sorted({k for m in per_run for k in m})
     mean, std = {}, {}
     for k in keys:
@@ -357,33 +353,56 @@ def _mean_curve(curves: list[list[float]]) -> list[float]:
     return out
 
 
-def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None) -> list[Group]:
-    """One Group (table) per (benchmark, model, protocol, forget split), sorted by those. Rows:
-    reference rows (finetuned, retrain, retrain_visual) first, then methods by label. Columns:
-    ``keys`` (default: the protocol's key list from mmu_bench.report, those present) then the two
-    aggregates."""
+def _columns(kind: str, setting: Setting) -> list[str]:
+    """The columns protocol ``kind`` declares (an unregistered protocol: the evaluation's)."""
+    from .protocols import evaluation_columns
+
+    try:
+        return protocol_columns(kind, setting)
+    except MMUError:
+        return evaluation_columns(setting)
+
+
+def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
+              setting: str | None = None) -> list[Group]:
+    """One Group (table) per (benchmark, model, setting, protocol, forget split), sorted by those.
+    Rows: reference rows (finetuned, retrain, retrain_visual) first (the caption names the
+    setting's oracle), then methods by label. Columns: ``keys`` (default: the columns the protocol declares for the
+    setting, those present) then the setting's two aggregates. ``setting``: this leaderboard is for
+    one setting only, and a run of another is an error (MMUError naming it)."""
     records = list(records)
     if not records:
         raise MMUError("no finished runs found (a run directory holds config.json and metrics.json)")
+    if setting is not None:
+        get_setting(setting)
+        other = [r for r in records if r.setting != setting]
+        if other:
+            raise MMUError(f"run {other[0].path} is in setting {other[0].setting!r}, but this leaderboard is for "
+                           f"setting {setting!r} ({len(other)} such run(s)); settings are scored differently "
+                           f"and never share a table: pass those runs to a leaderboard of their own")
     chosen = [k.strip() for k in keys if k.strip()] if keys is not None else None
     out = []
-    for (bench, model, proto, split), runs in sorted(group_runs(records).items(), key=lambda kv: _table_order(kv[0])):
+    for (bench, model, sname, proto, split), runs in sorted(group_runs(records).items(),
+                                                            key=lambda kv: _table_order(kv[0])):
+        st = get_setting(sname)
         ref = runs[0].reference
         names = [n for n in REFERENCE_NAMES if n in ref] + sorted(n for n in ref if n not in REFERENCE_NAMES)
-        rows = [Row(f"{n} (ref)", "reference", 1, 0, with_aggregates(ref[n]), {}) for n in names]
+        rows = [Row(f"{n} (ref)", "reference", 1, 0,
+                    with_aggregates(ref[n], st), {}) for n in names]
         by_method: dict[str, list[RunRecord]] = {}
         for r in runs:
             by_method.setdefault(r.method, []).append(r)
-        rows += [_method_row(lab, rs) for lab, rs in sorted(by_method.items())]
+        rows += [_method_row(lab, rs, st) for lab, rs in sorted(by_method.items())]
         kind = runs[0].protocol_kind
         present = {k for row in rows for k in row.mean}
         if chosen is None:
-            cols = [k for k in PROTOCOL_KEYS.get(kind, MAIN_KEYS) if k in present]
+            cols = [k for k in _columns(kind, st) if k in present]
         else:
             cols = [k for k in chosen if k not in AGGREGATES]
         cols += list(AGGREGATES)
-        inputs = [k for k in RETENTION_INPUTS if any(k in r.metrics for r in runs) or any(k in v for v in ref.values())]
-        g = Group(bench, model, proto, split, kind, cols, rows, inputs)
+        inputs = [k for k in st.retention_inputs
+                  if any(k in r.metrics for r in runs) or any(k in v for v in ref.values())]
+        g = Group(bench, model, proto, split, kind, cols, rows, inputs, setting=st)
         curves = {}
         for lab, rs in sorted(by_method.items()):
             cs = [r.curves["retain"] for r in rs if r.curves and isinstance(r.curves.get("retain"), list)
@@ -449,14 +468,14 @@ def latex_escape(s: str) -> str:
 
 
 def _render_md(g: Group) -> str:
-    headers = ["method", "n"] + [column_label(k) for k in g.keys]
+    headers = ["method", "n"] + [column_label(k, g.setting_name) for k in g.keys]
     body = _body(g, " ± ", lambda s: f"**{s}**", lambda s: s.replace("|", r"\|"))
     table = tabulate(body, headers=headers, tablefmt="github", disable_numparse=True)
     return f"### {g.title}\n\n_{g.caption()}_\n\n{table}\n"
 
 
 def _render_html(g: Group) -> str:
-    headers = [html.escape(h) for h in ["method", "n"] + [column_label(k) for k in g.keys]]
+    headers = [html.escape(h) for h in ["method", "n"] + [column_label(k, g.setting_name) for k in g.keys]]
     body = _body(g, " ± ", lambda s: f"<b>{s}</b>", html.escape)
     # "unsafehtml": tabulate's "html" escapes every cell, which would show the <b> tags as text;
     # the cells are escaped above instead.
@@ -466,7 +485,8 @@ def _render_html(g: Group) -> str:
 
 
 def _render_latex(g: Group) -> str:
-    headers = ["method", "$n$"] + [f"{latex_escape(column_name(k))} {_LATEX_ARROW[direction(k)]}" for k in g.keys]
+    headers = ["method", "$n$"] + [f"{latex_escape(column_name(k))} {_LATEX_ARROW[direction(k, g.setting_name)]}"
+                                   for k in g.keys]
     body = _body(g, " ± ", lambda s: rf"\textbf{{{s}}}", latex_escape)
     n_ref = sum(r.kind == "reference" for r in g.rows)
     lines = [f"% {g.title}", r"\begin{table}[ht]", r"\centering",
@@ -488,7 +508,7 @@ def _render_csv(groups: list[Group]) -> str:
         keys += [k for k in g.keys if k not in keys]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["benchmark", "model", "protocol", "forget_split", "row", "kind", "n", "n_diverged"]
+    w.writerow(["benchmark", "model", "setting", "protocol", "forget_split", "row", "kind", "n", "n_diverged"]
                + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
     for g in groups:
         for r in g.rows:
@@ -500,7 +520,7 @@ def _render_csv(groups: list[Group]) -> str:
                 else:
                     vals += ["", ""]
             ref = r.kind == "reference"
-            w.writerow([g.benchmark, g.model, g.protocol, g.forget_split, r.label, r.kind,
+            w.writerow([g.benchmark, g.model, g.setting_name, g.protocol, g.forget_split, r.label, r.kind,
                         "" if ref else r.n, "" if ref else r.n_diverged] + vals)
     return buf.getvalue()
 
@@ -599,7 +619,10 @@ def plot(groups: list[Group], out_dir: str | os.PathLike) -> list[Path]:
                 continue
             x, y = r.mean[FORGET_EFFICACY], r.mean[RETENTION]
             if r.kind == "reference":
-                ax.scatter([x], [y], marker="s", s=60, facecolor="none", edgecolor="grey", zorder=2)
+                oracle = g.setting is not None and r.label.startswith(g.setting.oracle + " ")
+                # the setting's oracle is the target a method should reach: a filled star
+                ax.scatter([x], [y], marker="*" if oracle else "s", s=140 if oracle else 60,
+                           facecolor="gold" if oracle else "none", edgecolor="black" if oracle else "grey", zorder=2)
                 left = x < 0.5
                 ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(6 if left else -6, -12),
                             ha="left" if left else "right", fontsize=8, color="grey")
@@ -648,7 +671,7 @@ def cmd_leaderboard(args) -> int:
 
     keys = args.keys.split(",") if args.keys else None
     records = collect(args.runs)
-    groups = aggregate(records, keys)
+    groups = aggregate(records, keys, setting=args.setting)
     import shlex
 
     command = "mmu-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "leaderboard" else None
@@ -682,6 +705,9 @@ def add_command(subparsers) -> None:
                         "its extension: .md .tex .csv .html")
     p.add_argument("--plots", default=None, metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("--title", default=None, help="a title line on top (md heading, html h2, LaTeX comment)")
+    p.add_argument("--setting", default=None,
+                   help="make a leaderboard of this setting only; a run of another setting is an error "
+                        "(default: one table per setting found)")
     p.add_argument("--keys", default=None, metavar="K1,K2,...",
                    help="metric columns (default: the protocol's main keys); the aggregates are always added")
     p.set_defaults(func=cmd_leaderboard)

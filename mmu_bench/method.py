@@ -1,12 +1,14 @@
 """The method API.
 
 A method is a class with a ``name``, a one-line ``description``, a typed hyper-parameter
-dataclass ``Hyper`` (every field has a default and a ``help`` text) and
-``unlearn(model, request, context)``. It is registered through the ``mmu_bench_methods`` hook.
+dataclass ``Hyper`` (every field has a default and a ``help`` text), the ``settings`` it supports
+(mmu_bench/settings.py: ``visual``, ``full``) and ``unlearn(model, request, context)``. It is
+registered through the ``mmu_bench_methods`` hook.
 
 Most methods subclass :class:`GradientMethod`: they give a loss and which part of the model
-trains, and the shared engine (mmu_bench/engine.py) does the rest. A method may override
-``project_update`` (transform each final optimizer update, e.g. a null-space projection),
+trains, and the shared engine (mmu_bench/engine.py) does the rest. A method may override the
+engine hooks ``before_step`` (edit gradients before the update, e.g. a saliency mask) and
+``after_step`` (transform each final optimizer update, e.g. a null-space projection),
 ``should_stop`` (a stopping rule on validation data) or the whole ``unlearn`` (training-free
 methods). A method object lives for a whole protocol run, so it can keep state across requests
 (continual unlearning) on ``self``.
@@ -35,11 +37,15 @@ def hp(default: Any, help: str, **kw) -> Any:
 
 @dataclass
 class UnlearnRequest:
-    """One forget request: the items to forget (training form) and their entities."""
+    """One forget request: the items to forget (training form) and their entities.
+
+    ``forget`` holds only what the setting lets a method see: in ``visual`` the forget entities'
+    image questions, in ``full`` their image and text questions."""
 
     forget: list[dict]
     forget_entities: list[str]
     index: int = 0  # position in a sequence of requests (continual protocol)
+    setting: str = "visual"
 
 
 @dataclass
@@ -54,6 +60,7 @@ class UnlearnContext:
 
     retain: list[dict]
     seed: int = 0
+    setting: str = "visual"
     device: torch.device | None = None
     progress: bool = True
     reference: Callable[[str], LlavaAdapter] | None = None
@@ -75,6 +82,9 @@ class Method:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Hyper: ClassVar[type] = Hyper
+    #: the settings the method supports (mmu_bench/settings.py); ``settings_note`` says why not others
+    settings: ClassVar[tuple[str, ...]] = ("visual", "full")
+    settings_note: ClassVar[str] = ""
     #: for reference pseudo-methods: which zoo model the run evaluates instead of unlearning
     zoo_model: ClassVar[str] = "finetuned"
 
@@ -92,6 +102,9 @@ class Method:
     @classmethod
     def hyper_docs(cls) -> list[tuple[str, str, Any, str]]:
         return hyper_docs(cls)
+
+    def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
+        raise NotImplementedError
 
 
 def hyper_docs(cls: Any) -> list[tuple[str, str, Any, str]]:
@@ -122,9 +135,6 @@ def changed_hyper(method: Any) -> dict[str, Any]:
     return {f.name: getattr(h, f.name) for f in dataclasses.fields(h)
             if getattr(h, f.name) != getattr(default, f.name)}
 
-    def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
-        raise NotImplementedError
-
 
 def build_method(cls: type, overrides: dict[str, Any]) -> Any:
     """Instantiate a registered method class with type-checked hyper-parameter overrides.
@@ -147,7 +157,16 @@ def build_method(cls: type, overrides: dict[str, Any]) -> Any:
 
 
 # ---------------------------------------------------------------- shared pieces for gradient methods
-Trainable = Literal["llm", "vision", "all"]
+Trainable = Literal["auto", "llm", "vision", "all"]
+
+
+def resolve_trainable(trainable: str, setting: str) -> str:
+    """``auto`` -> the setting's part (visual: vision tower + projector; full: the LLM)."""
+    if trainable != "auto":
+        return trainable
+    from .settings import get_setting
+
+    return get_setting(setting).trainable
 
 
 @dataclass
@@ -155,9 +174,10 @@ class GradientHyper(Hyper):
     steps: int = hp(40, "optimizer steps")
     lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)")
     batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)")
-    trainable: Trainable = hp("llm", "which part trains: llm | vision (tower + projector) | all")
+    trainable: Trainable = hp("auto", "which part trains: auto (the setting's: vision in visual, llm in full) "
+                                      "| llm | vision (tower + projector) | all")
     lora: bool = hp(False, "train LoRA adapters (peft) on the LLM's linear layers instead of full weights "
-                           "(trainable=llm only); merged into the weights afterwards")
+                           "(the LLM must train: trainable=llm, or auto in the full setting); merged afterwards")
     lora_rank: int = hp(16, "LoRA rank (MLLMU-Bench uses 16)")
     lora_alpha: int = hp(32, "LoRA alpha")
     lora_targets: str = hp("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
@@ -165,7 +185,6 @@ class GradientHyper(Hyper):
     warmup: float = hp(0.1, "warmup fraction of steps")
     grad_clip: float = hp(1.0, "max gradient norm (0 disables)")
     weight_decay: float = hp(0.0, "AdamW weight decay")
-    forget_modalities: str = hp("vqa,qa", "which forget items train: vqa, qa or both (comma-separated)")
 
 
 def select_parameters(model: LlavaAdapter, trainable: str) -> list[nn.Parameter]:
@@ -209,7 +228,8 @@ def answer_logits(model: LlavaAdapter, batch: dict[str, torch.Tensor]) -> tuple[
 class GradientMethod(Method):
     """A method defined by a loss over forget (and retain) batches, trained by the shared engine.
 
-    ``loss`` gets collated batches and returns their mean loss. Under ``accelerate launch`` with
+    ``loss`` gets collated batches and returns their mean loss; the forget batches come from
+    ``request.forget``, which holds what the setting lets the method see. Under ``accelerate launch`` with
     several processes the batches are this process's shard of the step's global batches and the
     engine averages gradients across processes (mmu_bench/distributed.py), so a loss that is a
     mean over examples needs no change.
@@ -221,39 +241,44 @@ class GradientMethod(Method):
     def loss(self, model: LlavaAdapter, forget: dict, retain: dict | None, context: UnlearnContext) -> torch.Tensor:
         raise NotImplementedError
 
-    def project_update(self, param: nn.Parameter, delta: torch.Tensor) -> torch.Tensor:
-        return delta
+    def before_step(self, params: list[nn.Parameter]) -> None:
+        """Engine hook: edit ``p.grad`` in place before clipping and the update (enabled by
+        overriding)."""
 
-    has_projection: ClassVar[bool] = False
+    def after_step(self, param: nn.Parameter, update: torch.Tensor) -> torch.Tensor:
+        """Engine hook: the update to apply instead of the optimizer's (enabled by overriding;
+        the engine then keeps a copy of the weights before each step)."""
+        return update
+
+    def _overrides(self, hook: str) -> bool:
+        return getattr(type(self), hook) is not getattr(GradientMethod, hook)
 
     def should_stop(self, model: LlavaAdapter, step: int, context: UnlearnContext) -> bool:
         return False
 
     def forget_items(self, request: UnlearnRequest) -> list[dict]:
-        mods = {m.strip() for m in self.hyper.forget_modalities.split(",") if m.strip()}
-        bad = mods - {"vqa", "qa"}
-        if bad or not mods:
-            raise MMUError(f"forget_modalities {self.hyper.forget_modalities!r}: expected vqa, qa or vqa,qa")
-        items = [it for it in request.forget if it["modality"] in mods]
-        if not items:
-            raise MMUError(f"the forget request has no {'/'.join(sorted(mods))} items")
-        return items
+        if not request.forget:
+            raise MMUError(f"the forget request has no items (setting {request.setting!r})")
+        return list(request.forget)
 
-    def trainable_parameters(self, model: LlavaAdapter) -> list[nn.Parameter]:
-        return select_parameters(model, self.hyper.trainable)
+    def trainable_parameters(self, model: LlavaAdapter, setting: str = "visual") -> list[nn.Parameter]:
+        return select_parameters(model, resolve_trainable(self.hyper.trainable, setting))
 
     def unlearn(self, model: LlavaAdapter, request: UnlearnRequest, context: UnlearnContext) -> None:
         h = self.hyper
         lora = None
+        trainable = resolve_trainable(h.trainable, context.setting)
+        context.log("trainable", trainable)
         if getattr(h, "lora", False):
-            if h.trainable != "llm":
-                raise MMUError("lora=true needs trainable=llm (LoRA adapts the LLM's linear layers)")
+            if trainable != "llm":
+                raise MMUError(f"lora=true needs the LLM to train (trainable=llm, or auto in the full "
+                               f"setting); got trainable={h.trainable!r} in setting {context.setting!r}")
             from .lora import attach_lora
 
             lora = attach_lora(model, h.lora_rank, h.lora_alpha, h.lora_targets)
             params = [p for p in model.model.parameters() if p.requires_grad]
         else:
-            params = self.trainable_parameters(model)
+            params = self.trainable_parameters(model, context.setting)
         forget = MixtureSampler([(model.encode(self.forget_items(request)), 1.0)], h.batch_size, context.seed)
         retain = None
         if self.uses_retain:
@@ -275,7 +300,8 @@ class GradientMethod(Method):
                                        weight_decay=h.weight_decay, seed=context.seed, progress=context.progress,
                                        desc=f"unlearn {self.name}"),
                            device=model.device,
-                           project_update=self.project_update if self.has_projection else None,
+                           after_step=self.after_step if self._overrides("after_step") else None,
+                           before_step=self.before_step if self._overrides("before_step") else None,
                            should_stop=lambda step: self.should_stop(model, step, context))
         finally:
             model.model.eval()

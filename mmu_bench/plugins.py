@@ -28,7 +28,7 @@ ENTRY_POINT_GROUP = "mmu_bench"
 DISABLE_ENV = "MMU_BENCH_DISABLE_PLUGINS"
 BUILTIN_DIST = "mmu-bench"
 
-KINDS: tuple[str, ...] = ("methods", "benchmarks", "models", "metrics", "protocols")
+KINDS: tuple[str, ...] = ("methods", "benchmarks", "models", "metrics", "protocols", "settings")
 _TRUTHY = {"1", "true", "yes", "on"}
 
 

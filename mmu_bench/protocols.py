@@ -26,6 +26,23 @@ class ProtocolResult:
     model: Any = None  # the final unlearned model (for extra utility evaluations); not stored
 
 
+def setting_of(benchmark):
+    """The run's setting (mmu_bench/settings.py), set on the benchmark by the run; visual if none."""
+    from .settings import VISUAL
+
+    return getattr(benchmark, "setting", None) or VISUAL
+
+
+def forget_request(benchmark, split: str):
+    """``benchmark.request(split)`` with only the items the setting lets a method see (a
+    benchmark that does not filter by setting itself is filtered here)."""
+    setting = setting_of(benchmark)
+    req = benchmark.request(split)
+    req.forget = setting.forget_items(req.forget)
+    req.setting = setting.name
+    return req
+
+
 def make_context(benchmark, split: str, seed: int, progress: bool, device=None) -> UnlearnContext:
     cache: dict[str, Any] = {}
 
@@ -40,7 +57,8 @@ def make_context(benchmark, split: str, seed: int, progress: bool, device=None) 
 
     validation = benchmark.validation(split) if hasattr(benchmark, "validation") else {}
     return UnlearnContext(retain=benchmark.retain_items(split), seed=seed, progress=progress,
-                          reference=reference, device=device, validation=validation)
+                          reference=reference, device=device, validation=validation,
+                          setting=setting_of(benchmark).name)
 
 
 def unlearn_once(method: Method, benchmark, split: str, seed: int, progress: bool):
@@ -51,16 +69,24 @@ def unlearn_once(method: Method, benchmark, split: str, seed: int, progress: boo
     diverged = None
     t0 = time.time()
     try:
-        method.unlearn(model, benchmark.request(split), context)
+        method.unlearn(model, forget_request(benchmark, split), context)
     except Diverged as e:
         diverged = {"step": e.step, "loss": str(e.loss)}
     model.model.eval()
     return model, context, diverged, round(time.time() - t0, 2)
 
 
+def evaluation_columns(setting) -> list[str]:
+    """Headline columns of an evaluation in ``setting`` (the static protocol's table)."""
+    return ["forget.vqa.mcq.acc", "test.vqa.mcq.acc", "forget.vqa.gen.rougeL", "forget.qa.mcq.acc",
+            "retain.vqa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc", "utility.vqa.mcq.acc",
+            "retain.vqa.gen.rougeL", setting.oracle_key("forget_quality.ks_p")]
+
+
 class StaticProtocol:
     name = "static"
     description = "one forget request from the finetuned model, then every task is evaluated"
+    columns = staticmethod(evaluation_columns)
 
     def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
@@ -78,6 +104,12 @@ class MIAProtocol:
 
     name = "mia"
     description = "membership inference after unlearning: LOSS / ZLib / Min-K% / Min-K%++ AUC and PrivLeak"
+
+    @staticmethod
+    def columns(setting) -> list[str]:
+        return ["mia.vqa.loss.auc", setting.oracle_key("mia.vqa.loss.privleak"), "mia.vqa.mink40.auc",
+                "mia.vqa.minkpp20.auc", "mia.qa.loss.auc", setting.oracle_key("mia.qa.loss.privleak"),
+                "forget.vqa.mcq.acc", "retain.vqa.mcq.acc"]
 
     def __init__(self, reference_attack: bool = False, attacks: str | None = None):
         from .mia import check_attacks
@@ -172,6 +204,12 @@ class ContinualProtocol:
     name = "continual"
     description = "sequential forget requests (default 5), per-step curves, retention and rebound"
 
+    @staticmethod
+    def columns(setting) -> list[str]:
+        return ["continual.forget_acc_mean", "continual.retention_final", "continual.retention_auc",
+                "continual.rebound_max", "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc",
+                "utility.vqa.mcq.acc"]
+
     def __init__(self, requests: int = 5):
         if requests < 1:
             from .errors import MMUError
@@ -185,7 +223,7 @@ class ContinualProtocol:
 
         t0 = time.time()
         model = benchmark.load(getattr(method, "zoo_model", "finetuned"), split)
-        full = benchmark.request(split)
+        full = forget_request(benchmark, split)
         entities = list(full.forget_entities)
         if self.requests > len(entities):
             raise MMUError(f"continual: {self.requests} requests but {split} has only {len(entities)} entities")
@@ -201,7 +239,7 @@ class ContinualProtocol:
         for r, chunk in enumerate(chunks):
             keep = set(chunk)
             request = type(full)(forget=[it for it in full.forget if it["entity_id"] in keep],
-                                 forget_entities=chunk, index=r)
+                                 forget_entities=chunk, index=r, setting=full.setting)
             context.validation = {k: [it for it in v if k != "forget" or it["entity_id"] in keep]
                                   for k, v in all_val.items()}
             context.logs = {}
@@ -288,6 +326,11 @@ class RelearnProtocol:
     name = "relearn"
     description = "relearning attack: brief fine-tune on part of the forget set, recovery on the rest"
 
+    @staticmethod
+    def columns(setting) -> list[str]:
+        return ["relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn",
+                "relearn.acc_finetuned", "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc"]
+
     def __init__(self, relearn_steps: int = 30, relearn_fraction: float = 0.5, relearn_lr: float = 5e-4):
         from .errors import MMUError
 
@@ -304,7 +347,7 @@ class RelearnProtocol:
         t0 = time.time()
         tasks = benchmark.tasks(split)
         metrics, samples = evaluate(model, tasks, eval_cfg)
-        entities = list(benchmark.request(split).forget_entities)
+        entities = list(forget_request(benchmark, split).forget_entities)
         n_attack = int(round(len(entities) * self.fraction))
         if n_attack < 1 or n_attack >= len(entities):
             raise MMUError(f"relearn: {split} has {len(entities)} forget entities; cannot hold back a "
@@ -313,7 +356,7 @@ class RelearnProtocol:
         held_items = [it for it in tasks["forget"] if it["entity_id"] in held]
         before = _mcq_acc(model, held_items, eval_cfg)
         finetuned = _mcq_acc(benchmark.load("finetuned", split), held_items, eval_cfg)
-        relearn_items = [it for it in benchmark.request(split).forget if it["entity_id"] in attack]
+        relearn_items = [it for it in forget_request(benchmark, split).forget if it["entity_id"] in attack]
         for p in model.model.parameters():
             p.requires_grad_(True)
         sampler = MixtureSampler([(model.encode(relearn_items), 1.0)], 16, seed + 101)

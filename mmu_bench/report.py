@@ -1,36 +1,39 @@
-"""Result tables: reference rows first, then methods; metric columns with up/down arrows."""
+"""Result tables: reference rows first, then methods; metric columns with the arrows their
+metric specs give in the run's setting (mmu_bench/metrics.py).
+
+The columns of a protocol's table are the protocol's own declaration (``columns(setting)`` on the
+protocol class, mmu_bench/protocols.py), so a plugin's protocol shows its keys like a built-in's.
+"""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from tabulate import tabulate
 
-from .evaluate import metric_direction
+from .metrics import ARROW, direction
 
-MAIN_KEYS = (
-    "forget.vqa.mcq.acc", "test.vqa.mcq.acc", "forget.vqa.gen.rougeL", "forget.qa.mcq.acc",
-    "retain.vqa.mcq.acc", "retain.qa.mcq.acc", "real.vqa.mcq.acc", "utility.vqa.mcq.acc",
-    "retain.vqa.gen.rougeL", "forget_quality.ks_p_visual",
-)
-CONTINUAL_KEYS = (
-    "continual.forget_acc_mean", "continual.retention_final", "continual.retention_auc", "continual.rebound_max",
-    "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc", "utility.vqa.mcq.acc",
-)
-MIA_KEYS = (
-    "mia.vqa.loss.auc", "mia.vqa.loss.privleak", "mia.vqa.loss.privleak_visual", "mia.vqa.mink40.auc",
-    "mia.vqa.minkpp20.auc", "mia.qa.loss.auc", "mia.qa.loss.privleak", "forget.vqa.mcq.acc", "retain.vqa.mcq.acc",
-)
-RELEARN_KEYS = ("relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn", "relearn.acc_finetuned",
-                "forget.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc")
-ARROW = {"up": "↑", "down": "↓", "zero": "→0"}
+__all__ = ["ARROW", "column_label", "protocol_columns", "results_table"]
 
 
-def column_label(key: str) -> str:
-    return f"{key} {ARROW[metric_direction(key)]}"
+def column_label(key: str, setting: str | None = "visual") -> str:
+    return f"{key} {ARROW[direction(key, setting)]}"
 
 
-def results_table(rows: dict[str, dict[str, float]], keys=MAIN_KEYS, fmt: str = "github",
-                  notes: dict[str, str] | None = None) -> str:
-    headers = ["model"] + [column_label(k) for k in keys]
+def protocol_columns(protocol: str, setting) -> list[str]:
+    """The columns protocol ``protocol`` declares for ``setting`` (a Setting); the static
+    protocol's when it declares none."""
+    from .plugins import get_registry
+    from .protocols import evaluation_columns
+
+    cls = get_registry().get("protocols", protocol)
+    fn = getattr(cls, "columns", None)
+    return list(fn(setting)) if callable(fn) else evaluation_columns(setting)
+
+
+def results_table(rows: dict[str, dict[str, float]], keys: Sequence[str], setting: str | None = "visual",
+                  fmt: str = "github", notes: dict[str, str] | None = None) -> str:
+    headers = ["model"] + [column_label(k, setting) for k in keys]
     body = []
     for label, metrics in rows.items():
         name = label + (f" ({notes[label]})" if notes and label in notes else "")

@@ -27,6 +27,7 @@ class RunSpec:
     """Everything a run is a function of (plus where it goes)."""
 
     method: str
+    setting: str = "visual"
     benchmark: str = "synthetic"
     model: str = "tiny-llava"
     protocol: str = "static"
@@ -38,6 +39,7 @@ class RunSpec:
     world_size: int = 100
     world_seed: int = 0
     zoo: dict[str, Any] = field(default_factory=dict)
+    zoo_weights: str = "pinned"  # pinned: the shipped canonical zoo where it matches; local: train it
     cache_dir: str | None = None
     device: str | None = None
     dtype: str | None = None
@@ -62,8 +64,12 @@ class RunOutcome:
 
 def resolve(spec: RunSpec):
     """Look up every named plugin and validate hyper-parameters before anything is built."""
+    from .settings import check_method_setting
+
     reg = get_registry()
+    setting = reg.get("settings", spec.setting)
     method_cls = reg.get("methods", spec.method)
+    check_method_setting(method_cls, setting)
     bench_cls = reg.get("benchmarks", spec.benchmark)
     if not spec.model.startswith("hf:"):  # hf:<id or folder> loads any transformers model
         reg.get("models", spec.model)
@@ -78,15 +84,15 @@ def resolve(spec: RunSpec):
     from .method import build_method
 
     method = build_method(method_cls, spec.hyper)
-    return method, bench_cls, protocol_cls
+    return method, bench_cls, protocol_cls, setting
 
 
 def _setup(spec: RunSpec):
-    """(method, benchmark class, protocol, eval config, run directory) of a spec, validated
-    before anything is built."""
+    """(method, benchmark class, protocol, eval config, run directory, setting) of a spec,
+    validated before anything is built."""
     from .method import changed_hyper
 
-    method, bench_cls, protocol_cls = resolve(spec)
+    method, bench_cls, protocol_cls, setting = resolve(spec)
     eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
     try:
         protocol = protocol_cls(**spec.protocol_options)
@@ -96,25 +102,26 @@ def _setup(spec: RunSpec):
     # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
     # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, changed_hyper(method), spec.protocol_options)
-    return method, bench_cls, protocol, eval_cfg, path
+                   spec.seed, changed_hyper(method), spec.protocol_options, setting=setting.name)
+    return method, bench_cls, protocol, eval_cfg, path, setting
 
 
-def _benchmark_for(bench_cls, spec: RunSpec):
+def _benchmark_for(bench_cls, spec: RunSpec, setting):
     bench = make_benchmark(bench_cls, spec)  # the spec's zoo recipe overrides applied there
+    bench.setting = setting  # what the benchmark's forget request hands a method
     if hasattr(bench, "check_split"):
         bench.check_split(spec.forget_split)
     return bench
 
 
 def run(spec: RunSpec) -> RunOutcome:
-    method, bench_cls, protocol, eval_cfg, path = _setup(spec)
+    method, bench_cls, protocol, eval_cfg, path, setting = _setup(spec)
     ensure_writable(path, "output directory")
     done = _reusable(path, spec, method)
     if done is not None:
         return RunOutcome(path, done["metrics"], done.get("reference", {}), done.get("divergence"), True, done)
 
-    bench = _benchmark_for(bench_cls, spec)
+    bench = _benchmark_for(bench_cls, spec, setting)
     t0 = time.time()
     reference = bench.reference_metrics(spec.forget_split, eval_cfg)
     t_ref = time.time() - t0
@@ -131,6 +138,8 @@ def run(spec: RunSpec) -> RunOutcome:
         "spec": dataclasses.asdict(spec) | {"overwrite": None, "progress": None},
         "method": {"name": method.name, "class": f"{type(method).__module__}.{type(method).__qualname__}",
                    "hyper": _hyper_dict(method)},
+        "setting": {"name": setting.name, "oracle": setting.oracle,
+                    "forget_modalities": list(setting.forget_modalities)},
         "benchmark": bench.identity(),
         "eval": dataclasses.asdict(eval_cfg),
         "environment": environment(),
@@ -173,10 +182,10 @@ def prepare(spec: RunSpec) -> bool:
     """Build what a run needs from the shared cache (zoo models, reference tables, a protocol's
     oracle numbers) without running it; returns False when the run is finished already. Parallel
     sweeps call this first, once per split, so workers never train the same oracle twice."""
-    method, bench_cls, protocol, eval_cfg, path = _setup(spec)
+    method, bench_cls, protocol, eval_cfg, path, setting = _setup(spec)
     if _reusable(path, spec, method) is not None:
         return False
-    bench = _benchmark_for(bench_cls, spec)
+    bench = _benchmark_for(bench_cls, spec, setting)
     bench.reference_metrics(spec.forget_split, eval_cfg)  # cached together with the forget statistics
     if hasattr(protocol, "prepare"):
         protocol.prepare(bench, spec.forget_split)
@@ -201,6 +210,8 @@ def make_benchmark(bench_cls, spec: RunSpec, recipe=None):
         kwargs.update(model=spec.model, dtype=spec.dtype)
     if spec.gradient_checkpointing:
         kwargs["gradient_checkpointing"] = True
+    if spec.zoo_weights != "pinned":  # older third-party classes lack it
+        kwargs["zoo_weights"] = spec.zoo_weights
     try:
         return bench_cls(**kwargs)
     except TypeError as e:
@@ -219,7 +230,8 @@ def _extra_utility(spec: RunSpec, bench, result) -> dict[str, float]:
                           max_gen_toks=spec.max_new_tokens)
 
 
-_SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens", "data", "dtype", "utility")
+_SETTINGS = ("world_size", "world_seed", "zoo", "zoo_weights", "mcq_mode", "max_new_tokens", "data", "dtype",
+             "utility")
 
 
 def settings_of(spec: RunSpec) -> dict:

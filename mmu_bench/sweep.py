@@ -1,4 +1,4 @@
-"""Sweeps: a grid of runs (methods x seeds x forget splits x protocols), resumable.
+"""Sweeps: a grid of runs (settings x methods x seeds x forget splits x protocols), resumable.
 
 Finished runs are reused (a killed sweep resumes where it stopped: a run without its
 metrics.json is redone); a run that fails or diverges is recorded and the sweep goes on.
@@ -36,6 +36,7 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     forget_splits: list[str] = field(default_factory=lambda: ["forget_10"])
     protocols: list[str] = field(default_factory=lambda: ["static"])
+    settings: list[str] = field(default_factory=lambda: ["visual"])
     hyper: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
     common: dict[str, Any] = field(default_factory=dict)  # other RunSpec fields (out, world_size, ...)
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol
@@ -62,7 +63,7 @@ class SweepSpec:
         return cls(**data)
 
     def runs(self) -> list[dict[str, Any]]:
-        axes = ("methods", "seeds", "forget_splits", "protocols")
+        axes = ("methods", "seeds", "forget_splits", "protocols", "settings")
         grids = self.grids or [{}]
         for i, g in enumerate(grids):
             if not isinstance(g, dict) or set(g) - set(axes):
@@ -70,23 +71,24 @@ class SweepSpec:
         out: list[dict[str, Any]] = []
         seen: set[tuple] = set()
         for g in grids:
-            for method, protocol, split, seed in itertools.product(
-                    g.get("methods", self.methods), g.get("protocols", self.protocols),
-                    g.get("forget_splits", self.forget_splits), g.get("seeds", self.seeds)):
-                if (method, protocol, split, seed) in seen:
+            for setting, method, protocol, split, seed in itertools.product(
+                    g.get("settings", self.settings), g.get("methods", self.methods),
+                    g.get("protocols", self.protocols), g.get("forget_splits", self.forget_splits),
+                    g.get("seeds", self.seeds)):
+                if (setting, method, protocol, split, seed) in seen:
                     continue
-                seen.add((method, protocol, split, seed))
-                out.append(self._point(method, protocol, split, seed))
+                seen.add((setting, method, protocol, split, seed))
+                out.append(self._point(setting, method, protocol, split, seed))
         return out
 
-    def _point(self, method: str, protocol: str, split: str, seed: int) -> dict[str, Any]:
-        return dict(self.common, method=method, protocol=protocol, forget_split=split, seed=seed,
+    def _point(self, setting: str, method: str, protocol: str, split: str, seed: int) -> dict[str, Any]:
+        return dict(self.common, setting=setting, method=method, protocol=protocol, forget_split=split, seed=seed,
                     hyper=dict(self.hyper.get(method, {})),
                     protocol_options=dict(self.protocol_options.get(protocol, {})))
 
 
 def _label(kw: dict[str, Any]) -> str:
-    return f"{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}"
+    return f"{kw.get('setting', 'visual')}/{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}"
 
 
 def _progress_line(i: int, n: int, r: dict[str, Any]) -> str:

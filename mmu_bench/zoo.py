@@ -41,6 +41,17 @@ from .tiny_model import TinyLlavaConfig, build_model, build_processor, build_tok
 ZOO_VERSION = 1
 MODEL_NAMES = ("base", "finetuned", "retrain", "retrain_visual")
 FORGET_SPLITS = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
+# The canonical zoo of the built-in benchmark ships with the package (docs/zoo.md, "Pinned zoo"):
+# <PINNED_DIR>/<zoo key>/MANIFEST.json + one save_pretrained folder per model.
+PINNED_DIR = Path(__file__).resolve().parent / "zoo_pinned"
+PINNED_MANIFEST = "MANIFEST.json"
+WEIGHTS = ("pinned", "local")
+
+
+def pinned_root(key: str) -> Path | None:
+    """The shipped zoo with this key, if the package has one."""
+    root = PINNED_DIR / key
+    return root if (root / PINNED_MANIFEST).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,12 @@ class Zoo:
     def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | str | None = None,
                  recipe: ZooRecipe | None = None, cache_dir: str | Path | None = None,
                  progress: bool = True, device: str | None = None, dtype: str | None = None,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, weights: str = "pinned"):
         # ``world``: a WorldConfig, a World, or any object with the World surface (DataWorld).
+        # ``weights``: "pinned" uses the shipped canonical zoo when one matches this zoo's key (the
+        # same checkpoints for every user); "local" trains the zoo from its recipe into the cache.
+        if weights not in WEIGHTS:
+            raise MMUError(f"zoo weights {weights!r} unknown; expected one of {', '.join(WEIGHTS)}")
         self.world = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
         # ``model``: the tiny LLaVA's config, or "hf:<hub id or folder>" (a pretrained base).
         self.source = model if isinstance(model, str) else None
@@ -111,7 +126,11 @@ class Zoo:
         blob = json.dumps({"world": self.world.config.fingerprint(), "model": model_id,
                            "recipe": self.recipe.fingerprint(), "zoo": ZOO_VERSION}, sort_keys=True)
         self.key = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        self.root = cache_root(cache_dir) / "zoo" / self.key
+        self.pinned = pinned_root(self.key) if weights == "pinned" and self.source is None else None
+        self.weights = "pinned" if self.pinned is not None else "local"
+        # Reference tables and oracle numbers of the shipped weights are cached apart from those
+        # of a locally trained zoo with the same recipe (other weights, other numbers).
+        self.root = cache_root(cache_dir) / "zoo" / (self.key + ("-pinned" if self.pinned else ""))
         self._processor = None
 
     # ------------------------------------------------------------ paths
@@ -139,6 +158,13 @@ class Zoo:
         ``hf:`` zoo is the source itself (a folder or a hub id), never copied."""
         if name == "base" and self.source is not None:
             return self.source[3:]
+        if self.pinned is not None:
+            path = self.pinned / self.dir_name(name, split)
+            problem = entry_problem(path, self.entry_key(name, split))
+            if problem is not None:
+                raise MMUError(f"the shipped zoo entry {path} is {problem}; reinstall mmu-bench, or pass "
+                               f"--zoo local to train the zoo from its recipe instead")
+            return path
         path = self.root / self.dir_name(name, split)
         problem = entry_problem(path, self.entry_key(name, split))
         if problem is None:
@@ -269,3 +295,61 @@ def _balance(items: list[dict], copies: int) -> list[dict]:
     vqa = [it for it in items if it["modality"] == "vqa"]
     qa = [it for it in items if it["modality"] == "qa"]
     return vqa + qa * copies
+
+
+def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path | None = None) -> Path:
+    """Copy a locally trained zoo (base, finetuned, both oracles per forget split) into the
+    package's pinned folder with a manifest: recipe, world, model, the machine that trained it and
+    every file's sha256. Builds what is missing first. Returns the pinned folder."""
+    import platform
+    import shutil
+
+    from .cache import write_json_atomic
+    from .sweep import hardware
+
+    if zoo.source is not None or zoo.pinned is not None:
+        raise MMUError("only a locally trained tiny-llava zoo can be pinned (use weights='local')")
+    splits = tuple(splits or zoo.world.forget_splits)
+    entries = [("base", None), ("finetuned", None)] + [(n, s) for s in splits for n in ("retrain", "retrain_visual")]
+    dest = (dest or PINNED_DIR) / zoo.key
+    tmp = dest.parent / f".tmp-{dest.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    models = {}
+    for name, split in entries:
+        src = zoo.path(name, split)
+        shutil.copytree(src, tmp / zoo.dir_name(name, split))
+        models[zoo.dir_name(name, split)] = json.loads((Path(src) / "mmu_manifest.json").read_text())
+    hw = hardware()
+    manifest = {
+        "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
+        "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
+        "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
+        "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "platform": platform.platform(),
+                       "python": platform.python_version(), "torch": torch.__version__},
+        "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),
+                        "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
+    }
+    write_json_atomic(tmp / PINNED_MANIFEST, manifest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
+def verify_pinned(root: Path) -> list[str]:
+    """Problems of a shipped zoo folder against its manifest (empty = every file matches)."""
+    from .cache import sha256_file
+
+    manifest = json.loads((root / PINNED_MANIFEST).read_text())
+    problems = []
+    for d, entry in manifest["entries"].items():
+        for f, digest in entry["files"].items():
+            p = root / d / f
+            if not p.is_file():
+                problems.append(f"{d}/{f} missing")
+            elif sha256_file(p) != digest:
+                problems.append(f"{d}/{f} does not match its sha256")
+    return problems

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mmu_bench.engine import Diverged, MixtureSampler, TrainConfig, lr_lambda, train
+from mmu_bench.engine import Diverged, MixtureSampler, TrainConfig, make_scheduler, train
 
 
 def _toy(seed=0):
@@ -22,13 +22,25 @@ def _loss_fn(model):
     return lambda step: torch.nn.functional.mse_loss(model(x), y)
 
 
+def _lrs(cfg: TrainConfig) -> list[float]:
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = make_scheduler(opt, cfg)
+    out = []
+    for _ in range(cfg.steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
 def test_warmup_then_cosine_decay():
-    f = lr_lambda(TrainConfig(steps=100, warmup=0.1, min_lr_ratio=0.0))
-    assert f(0) == pytest.approx(0.1)
-    assert f(9) == pytest.approx(1.0)
-    assert f(10) == pytest.approx(1.0)
-    assert f(55) == pytest.approx(0.5, abs=0.02)
-    assert f(100) == pytest.approx(0.0, abs=1e-6)
+    f = _lrs(TrainConfig(steps=100, warmup=0.1, min_lr_ratio=0.02))
+    assert f[0] == pytest.approx(0.0) and f[5] == pytest.approx(0.5)  # transformers' linear warmup from 0
+    assert f[10] == pytest.approx(1.0)
+    assert f[55] == pytest.approx(0.51, abs=0.02)
+    assert f[99] == pytest.approx(0.02, abs=1e-3)  # decays to min_lr_ratio x lr, not to 0
+    assert _lrs(TrainConfig(steps=20, warmup=0.1, schedule="constant"))[2:] == [1.0] * 18
 
 
 def test_training_lowers_the_loss_and_is_deterministic():
@@ -57,7 +69,7 @@ def test_non_finite_loss_restores_the_last_finite_state():
     assert torch.equal(m.weight, seen[2]) and not torch.equal(m.weight, seen[3])
 
 
-def test_project_update_transforms_the_final_optimizer_update():
+def test_after_step_transforms_the_final_optimizer_update():
     m = _toy()
     before = m.weight.detach().clone()
     mask = torch.zeros_like(before)
@@ -67,10 +79,30 @@ def test_project_update_transforms_the_final_optimizer_update():
         return delta * mask if p.shape == mask.shape else delta * 0
 
     train(list(m.parameters()), _loss_fn(m), TrainConfig(steps=20, lr=0.05, weight_decay=0.0, progress=False),
-          project_update=project)
+          after_step=project)
     change = (m.weight - before).abs()
     assert change[0, :4].sum() > 0
     assert torch.equal(change[0, 4:], torch.zeros(4))
+
+
+def test_before_step_edits_gradients_before_clipping_and_the_update():
+    m = _toy()
+    before = m.weight.detach().clone()
+    seen = []
+
+    def mask(params):
+        seen.append(all(p.grad is not None for p in params))
+        for p in params:
+            if p.shape == before.shape:
+                p.grad[0, 4:] = 0  # a saliency-style mask: these weights never move
+            else:
+                p.grad.zero_()
+
+    train(list(m.parameters()), _loss_fn(m), TrainConfig(steps=20, lr=0.05, weight_decay=0.0, progress=False),
+          before_step=mask)
+    change = (m.weight - before).abs()
+    assert all(seen) and len(seen) == 20
+    assert change[0, :4].sum() > 0 and torch.equal(change[0, 4:], torch.zeros(4))
 
 
 def test_stop_rule_ends_training_early():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mmu_bench.evaluate import (EvalConfig, evaluate, metric_direction, parse_letter, rouge,
+from mmu_bench.metrics import direction as metric_direction
+from mmu_bench.evaluate import (EvalConfig, evaluate, parse_letter, rouge,
                                 score_cloze, score_mcq_generate)
 from mmu_bench.tasks.synthetic.benchmark import eval_tasks
 
@@ -81,7 +82,11 @@ def test_rouge_uses_stemming():
 def test_metric_directions():
     assert metric_direction("forget.vqa.mcq.acc") == "down"
     assert metric_direction("test.vqa.mcq.acc") == "down"
-    assert metric_direction("forget.qa.mcq.acc") == "up"
+    assert metric_direction("forget.qa.mcq.acc", "visual") == "up"  # text knowledge must survive visual unlearning
+    assert metric_direction("forget.qa.mcq.acc", "full") == "down"  # ... and must go in the full setting
+    assert metric_direction("forget.vqa.mcq.acc", "full") == "down"
+    assert metric_direction("mia.vqa.loss.privleak_visual") == "zero"
+    assert metric_direction("forget_quality.ks_p_visual") == "up"
     assert metric_direction("retain.vqa.gen.rougeL") == "up"
     assert metric_direction("relearn.acc_after_relearn") == "down"  # forget acc of the held-back entities
     assert metric_direction("continual.rebound_max") == "down"

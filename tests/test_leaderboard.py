@@ -16,6 +16,7 @@ import pytest
 
 from mmu_bench import leaderboard as lb
 from mmu_bench.errors import MMUError
+from mmu_bench.settings import FULL, VISUAL
 
 FT = {"forget.vqa.mcq.acc": 1.0, "test.vqa.mcq.acc": 0.95, "forget.qa.mcq.acc": 1.0, "retain.vqa.mcq.acc": 1.0,
       "retain.qa.mcq.acc": 1.0, "real.vqa.mcq.acc": 0.9, "utility.vqa.mcq.acc": 0.8}
@@ -32,10 +33,12 @@ def metrics(forget=0.5, retain=0.8, **extra):
 
 def make_run(root: Path, method: str, seed: int, values: dict, *, reference=None, protocol="static",
              protocol_dir=None, split="forget_10", method_dir=None, status="finished", curves=None,
-             benchmark="synthetic", model="tiny-llava") -> Path:
-    path = root / benchmark / model / (method_dir or method) / (protocol_dir or protocol) / split / f"seed{seed}"
+             benchmark="synthetic", model="tiny-llava", setting="visual") -> Path:
+    path = (root / benchmark / model / (setting or "legacy") / (method_dir or method) / (protocol_dir or protocol)
+            / split / f"seed{seed}")
     path.mkdir(parents=True)
     config = {"spec": {"method": method, "benchmark": benchmark, "model": model, "protocol": protocol,
+                       **({"setting": setting} if setting else {}),
                        "forget_split": split, "seed": seed, "world_size": 100, "hyper": {}},
               "method": {"name": method, "hyper": {}}, "benchmark": {"benchmark": benchmark}}
     doc = {"status": status, "diverged": status == "diverged", "metrics": values,
@@ -80,7 +83,7 @@ def test_aggregation_over_seeds(runs):
     # default columns: report.MAIN_KEYS present, then the aggregates
     assert g.keys == ["forget.vqa.mcq.acc", "test.vqa.mcq.acc", "forget.qa.mcq.acc", "retain.vqa.mcq.acc",
                       "retain.qa.mcq.acc", "real.vqa.mcq.acc", "utility.vqa.mcq.acc", "forget_efficacy", "retention"]
-    assert g.title == "synthetic / tiny-llava / static / forget_10"
+    assert g.title == "synthetic / tiny-llava / setting visual / static / forget_10"
 
 
 def test_best_is_on_the_right_side_of_the_arrow(runs):
@@ -102,41 +105,41 @@ def test_best_is_on_the_right_side_of_the_arrow(runs):
 
 
 def test_zero_direction_bolds_closest_to_zero(tmp_path):
-    make_run(tmp_path, "ga", 0, metrics(**{"mia.vqa.loss.privleak": -30.0}), protocol="mia")
-    make_run(tmp_path, "npo", 0, metrics(**{"mia.vqa.loss.privleak": 5.0}), protocol="mia")
+    make_run(tmp_path, "ga", 0, metrics(**{"mia.vqa.loss.privleak_visual": -30.0}), protocol="mia")
+    make_run(tmp_path, "npo", 0, metrics(**{"mia.vqa.loss.privleak_visual": 5.0}), protocol="mia")
     g = group(tmp_path)
-    assert "mia.vqa.loss.privleak" in g.keys    # MIA_KEYS for a mia protocol
-    assert g.best("mia.vqa.loss.privleak") == {"npo"}
+    assert "mia.vqa.loss.privleak_visual" in g.keys    # the mia protocol's columns, visual oracle
+    assert g.best("mia.vqa.loss.privleak_visual") == {"npo"}
 
 
 def test_aggregate_formulas():
     # forget efficacy = clip((1 - mean(forget, test)) / (1 - 0.25), 0, 1)
-    assert lb.forget_efficacy({"forget.vqa.mcq.acc": 0.4, "test.vqa.mcq.acc": 0.2}) == pytest.approx(0.7 / 0.75)
-    assert lb.forget_efficacy({"forget.vqa.mcq.acc": 0.25, "test.vqa.mcq.acc": 0.25}) == pytest.approx(1.0)
-    assert lb.forget_efficacy({"forget.vqa.mcq.acc": 0.1, "test.vqa.mcq.acc": 0.1}) == 1.0    # below chance: clipped
-    assert lb.forget_efficacy({"forget.vqa.mcq.acc": 1.0, "test.vqa.mcq.acc": 1.0}) == 0.0
-    assert lb.forget_efficacy({"forget.vqa.mcq.acc": 0.625}) == pytest.approx(0.5)            # only one present
-    assert lb.forget_efficacy({}) is None
+    assert VISUAL.forget_efficacy({"forget.vqa.mcq.acc": 0.4, "test.vqa.mcq.acc": 0.2}) == pytest.approx(0.7 / 0.75)
+    assert VISUAL.forget_efficacy({"forget.vqa.mcq.acc": 0.25, "test.vqa.mcq.acc": 0.25}) == pytest.approx(1.0)
+    assert VISUAL.forget_efficacy({"forget.vqa.mcq.acc": 0.1, "test.vqa.mcq.acc": 0.1}) == 1.0    # below chance: clipped
+    assert VISUAL.forget_efficacy({"forget.vqa.mcq.acc": 1.0, "test.vqa.mcq.acc": 1.0}) == 0.0
+    assert VISUAL.forget_efficacy({"forget.vqa.mcq.acc": 0.625}) == pytest.approx(0.5)            # only one present
+    assert VISUAL.forget_efficacy({}) is None
     # retention = harmonic mean of the five accuracies present; 0 if any is 0
     m = {"retain.vqa.mcq.acc": 0.5, "forget.qa.mcq.acc": 1.0, "retain.qa.mcq.acc": 1.0, "real.vqa.mcq.acc": 1.0,
          "utility.vqa.mcq.acc": 1.0, "retain.vqa.gen.rougeL": 0.0}
-    assert lb.retention(m) == pytest.approx(5 / (2 + 4))
-    assert lb.retention({"retain.vqa.mcq.acc": 0.5, "utility.vqa.mcq.acc": 0.25}) == pytest.approx(1 / 3)
-    assert lb.retention(m | {"real.vqa.mcq.acc": 0.0}) == 0.0
-    assert lb.retention({}) is None
+    assert VISUAL.retention(m) == pytest.approx(5 / (2 + 4))
+    assert VISUAL.retention({"retain.vqa.mcq.acc": 0.5, "utility.vqa.mcq.acc": 0.25}) == pytest.approx(1 / 3)
+    assert VISUAL.retention(m | {"real.vqa.mcq.acc": 0.0}) == 0.0
+    assert VISUAL.retention({}) is None
 
 
 def test_aggregates_are_per_run_then_mean_over_seeds(runs):
     ga = rows(group(runs))["ga"]
-    fe = [lb.forget_efficacy(metrics(f, r)) for f, r in [(0.1, 0.7), (0.2, 0.8), (0.3, 0.9)]]
-    re_ = [lb.retention(metrics(f, r)) for f, r in [(0.1, 0.7), (0.2, 0.8), (0.3, 0.9)]]
+    fe = [VISUAL.forget_efficacy(metrics(f, r)) for f, r in [(0.1, 0.7), (0.2, 0.8), (0.3, 0.9)]]
+    re_ = [VISUAL.retention(metrics(f, r)) for f, r in [(0.1, 0.7), (0.2, 0.8), (0.3, 0.9)]]
     assert fe == pytest.approx([1.0, 1.0, 0.7 / 0.75])
     assert ga.mean["forget_efficacy"] == pytest.approx(sum(fe) / 3)
     assert ga.mean["retention"] == pytest.approx(sum(re_) / 3)
     m = sum(re_) / 3
     assert ga.std["retention"] == pytest.approx(math.sqrt(sum((v - m) ** 2 for v in re_) / 2))
     ft = rows(group(runs))["finetuned (ref)"]
-    assert ft.mean["forget_efficacy"] == pytest.approx(lb.forget_efficacy(FT))
+    assert ft.mean["forget_efficacy"] == pytest.approx(VISUAL.forget_efficacy(FT))
     g = group(runs)
     assert "clip((1 - mean(forget.vqa.mcq.acc, test.vqa.mcq.acc)) / (1 - 0.25), 0, 1)" in g.caption()
     assert "harmonic mean of retain.vqa.mcq.acc" in g.caption() and "ga n=3" in g.caption()
@@ -204,7 +207,7 @@ def test_html_parses(runs):
 
 def test_markdown_has_heading_and_caption(runs):
     md = lb.render(lb.aggregate(lb.collect([runs])), "md")
-    assert md.startswith("### synthetic / tiny-llava / static / forget_10\n")
+    assert md.startswith("### synthetic / tiny-llava / setting visual / static / forget_10\n")
     assert "forget efficacy = clip(" in md and "Mean ± std over seeds" in md
     with pytest.raises(MMUError, match="unknown leaderboard format"):
         lb.render([], "pdf")
@@ -303,9 +306,9 @@ def test_plots_are_png(runs, tmp_path):
     groups = lb.aggregate(lb.collect([runs]))
     written = lb.plot(groups, tmp_path / "plots")
     names = sorted(p.name for p in written)
-    assert names == ["synthetic__tiny-llava__continual__forget_10.curves.png",
-                     "synthetic__tiny-llava__continual__forget_10.png",
-                     "synthetic__tiny-llava__static__forget_10.png"]
+    assert names == ["synthetic__tiny-llava__visual__continual__forget_10.curves.png",
+                     "synthetic__tiny-llava__visual__continual__forget_10.png",
+                     "synthetic__tiny-llava__visual__static__forget_10.png"]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 1000
     assert sorted(q.name for q in (tmp_path / "plots").iterdir()) == names   # no temporary files left
@@ -320,11 +323,11 @@ def test_command(runs, tmp_path, capsys):
     assert args.func(args) == 0
     table = list(csv.DictReader(out.open()))
     assert len(table) == 5 and "forget.vqa.mcq.acc_mean" in table[0] and "retain.vqa.mcq.acc_mean" not in table[0]
-    assert (tmp_path / "plots" / "synthetic__tiny-llava__static__forget_10.png").exists()
+    assert (tmp_path / "plots" / "synthetic__tiny-llava__visual__static__forget_10.png").exists()
     args = parser.parse_args(["leaderboard", str(runs)])
     capsys.readouterr()
     assert args.func(args) == 0
-    assert capsys.readouterr().out.startswith("### synthetic / tiny-llava / static / forget_10")
+    assert capsys.readouterr().out.startswith("### synthetic / tiny-llava / setting visual / static / forget_10")
 
 
 def test_several_outputs_by_extension_with_sweep_provenance(runs, tmp_path):
@@ -340,7 +343,7 @@ def test_several_outputs_by_extension_with_sweep_provenance(runs, tmp_path):
     line = (f"Sweep `{runs / 'sweep-summary.json'}`: 4 ran, 1 reused, 0 diverged, 0 failed in 12.5 min wall "
             f"(local, 2 jobs) on 2 cores (Test CPU), no GPU.")
     md = outs["md"].read_text()
-    assert md.startswith(f"# Board\n\n- {line}\n") and "### synthetic / tiny-llava / static / forget_10" in md
+    assert md.startswith(f"# Board\n\n- {line}\n") and "### synthetic / tiny-llava / setting visual / static / forget_10" in md
     assert list(csv.DictReader(outs["csv"].open()))[0]["benchmark"] == "synthetic"   # bare table
     tex = outs["tex"].read_text()
     assert tex.startswith(f"% Board\n% {line}\n") and r"\toprule" in tex
@@ -348,3 +351,39 @@ def test_several_outputs_by_extension_with_sweep_provenance(runs, tmp_path):
     args = parser.parse_args(["leaderboard", str(runs), "--out", str(tmp_path / "a.txt"), "--out", str(outs["md"])])
     with pytest.raises(MMUError, match="a.txt.*extension"):
         args.func(args)
+
+
+def test_settings_never_share_a_table_and_flip_the_text_arrow(tmp_path):
+    make_run(tmp_path, "ga", 0, metrics(0.2), setting="visual")
+    make_run(tmp_path, "ga", 0, metrics(0.3) | {"forget.qa.mcq.acc": 0.3}, setting="full")
+    groups = lb.aggregate(lb.collect([tmp_path]))
+    assert [g.setting.name for g in groups] == ["visual", "full"]
+    visual, full = groups
+    assert lb.direction("forget.qa.mcq.acc", "visual") == "up" and lb.direction("forget.qa.mcq.acc", "full") == "down"
+    md = lb.render(groups, "md")
+    assert "forget.qa.mcq.acc ↑" in md and "forget.qa.mcq.acc ↓" in md
+    # each setting's aggregates: forget.qa is retention in visual, forget efficacy in full
+    assert rows(visual)["ga"].mean["forget_efficacy"] == pytest.approx(VISUAL.forget_efficacy(metrics(0.2)))
+    m_full = metrics(0.3) | {"forget.qa.mcq.acc": 0.3}
+    assert rows(full)["ga"].mean["forget_efficacy"] == pytest.approx((1 - 0.3) / 0.75)
+    assert rows(full)["ga"].mean["retention"] == pytest.approx(FULL.retention(m_full))
+    assert "forget.qa.mcq.acc" not in FULL.retention_inputs and "forget.qa.mcq.acc" in VISUAL.retention_inputs
+    # the caption names the setting's oracle
+    assert "oracle retrain." in full.caption() and "oracle retrain_visual." in visual.caption()
+
+
+def test_a_leaderboard_of_one_setting_refuses_a_run_of_another(tmp_path):
+    make_run(tmp_path, "ga", 0, metrics(0.2), setting="visual")
+    full = make_run(tmp_path, "npo", 0, metrics(0.3), setting="full")
+    with pytest.raises(MMUError, match=r"is in setting 'full', but this leaderboard is for setting 'visual'") as e:
+        lb.aggregate(lb.collect([tmp_path]), setting="visual")
+    assert str(full) in str(e.value)
+    assert [g.setting.name for g in lb.aggregate(lb.collect([tmp_path / "synthetic" / "tiny-llava" / "full"]),
+                                                 setting="full")] == ["full"]
+
+
+def test_a_run_without_a_setting_is_skipped_with_the_reason(tmp_path):
+    make_run(tmp_path, "ga", 0, metrics(0.2), setting=None)
+    warned = []
+    assert lb.collect([tmp_path], warn=warned.append) == []
+    assert "records no unlearning setting" in warned[0]

@@ -33,10 +33,12 @@ def _state(adapter) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
 
 
-def _unlearn(adapter, world, **hyper):
+def _unlearn(adapter, world, setting="full", **hyper):
+    # the full setting: trainable=auto is the LLM, where LoRA goes
     forget = world.split_items("forget_10")
-    ctx = UnlearnContext(retain=[], seed=0, progress=False)
-    GA(**hyper).unlearn(adapter, UnlearnRequest(forget=forget, forget_entities=world.forget_ids["forget_10"]), ctx)
+    ctx = UnlearnContext(retain=[], seed=0, progress=False, setting=setting)
+    GA(**hyper).unlearn(adapter, UnlearnRequest(forget=forget, forget_entities=world.forget_ids["forget_10"],
+                                                setting=setting), ctx)
     return ctx
 
 
@@ -88,8 +90,10 @@ def test_lora_on_a_mistyped_target_is_a_clear_error(world, tiny):
         _unlearn(ad, world, lora=True, lora_targets="q_prj", steps=1)
     with pytest.raises(MMUError, match="lora_targets is empty"):
         _unlearn(ad, world, lora=True, lora_targets=" , ", steps=1)
-    with pytest.raises(MMUError, match="lora=true needs trainable=llm"):
+    with pytest.raises(MMUError, match="lora=true needs the LLM to train"):
         _unlearn(ad, world, lora=True, trainable="vision", steps=1)
+    with pytest.raises(MMUError, match="trainable='auto' in setting 'visual'"):
+        _unlearn(ad, world, setting="visual", lora=True, steps=1)
     # the model is left as it was: not wrapped, not changed
     assert type(ad.model) is LlavaForConditionalGeneration
     assert all(torch.equal(v, before[k]) for k, v in _state(ad).items())

@@ -60,8 +60,8 @@ def test_retain_terms_protect_retain_better_than_plain_ga(baseline_runs):
 
 def test_run_directory_holds_config_metrics_and_samples(baseline_runs):
     o = baseline_runs["ga"]
-    parts = o.path.parts[-6:]
-    assert parts == ("synthetic", "tiny-llava", "ga", "static", "forget_10", "seed0")
+    parts = o.path.parts[-7:]
+    assert parts == ("synthetic", "tiny-llava", "visual", "ga", "static", "forget_10", "seed0")
     doc = json.loads((o.path / "metrics.json").read_text())
     assert doc["status"] == "finished" and doc["diverged"] is False
     assert doc["metrics"] == o.metrics and set(doc["reference"]) == {"finetuned", "retrain", "retrain_visual"}
@@ -74,7 +74,7 @@ def test_run_directory_holds_config_metrics_and_samples(baseline_runs):
 
 
 def test_finished_run_is_reused_unless_overwrite(spec, baseline_runs):
-    out = baseline_runs["ga"].path.parents[5]
+    out = baseline_runs["ga"].path.parents[6]
     again = run(spec("ga", out))
     assert again.reused and again.metrics == baseline_runs["ga"].metrics
     redo = run(spec("ga", out, overwrite=True))
@@ -126,7 +126,7 @@ def test_lora_trains_the_llm_and_merges(spec, tmp_path, monkeypatch):
     captured = {}
     real_evaluate = protocols.evaluate
     monkeypatch.setattr(protocols, "evaluate", lambda m, t, c: (captured.setdefault("m", m), real_evaluate(m, t, c))[1])
-    o = run(spec("ga", tmp_path, hyper={"lora": True, "lr": 3e-3}))
+    o = run(spec("ga", tmp_path, setting="full", hyper={"lora": True, "lr": 3e-3}))
     model = captured["m"].model
     assert type(model).__name__ == "LlavaForConditionalGeneration"
     assert not any("lora" in n for n, _ in model.named_parameters())
@@ -176,7 +176,7 @@ def test_hyper_parameters_are_type_checked(spec, tmp_path):
         run(spec("ga", tmp_path, hyper={"step": 3}))
     with pytest.raises(MMUError, match="expected an integer, got 'ten'"):
         run(spec("ga", tmp_path, hyper={"steps": "ten"}))
-    with pytest.raises(MMUError, match="'brain' is not one of 'llm', 'vision', 'all'"):
+    with pytest.raises(MMUError, match="'brain' is not one of 'auto', 'llm', 'vision', 'all'"):
         run(spec("ga", tmp_path, hyper={"trainable": "brain"}))
     with pytest.raises(MMUError, match="expected a boolean"):
         run(spec("ga", tmp_path, hyper={"lora": "maybe"}))
@@ -194,11 +194,12 @@ def test_cli_run_prints_reference_rows_and_arrows(cache_dir, tmp_path, baseline_
              "--max-new-tokens", str(FAST_GEN))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith("synthetic / tiny-llava / static / forget_10 / seed 0")
+    assert lines[0].startswith("synthetic / tiny-llava / setting visual / static / forget_10 / seed 0")
     lines = lines[1:]
     assert "forget.vqa.mcq.acc ↓" in lines[0] and "retain.vqa.mcq.acc ↑" in lines[0]
     rows = [line.split("|")[1].strip() for line in lines[2:6]]
-    assert rows == ["finetuned", "retrain", "retrain_visual", "ga"]
+    assert rows == ["finetuned", "retrain", "retrain_visual (oracle)", "ga"]
+    assert "forget.qa.mcq.acc ↑" in lines[0]  # visual: text knowledge must survive
 
 
 def _yaml(tmp_path, text):
@@ -214,6 +215,9 @@ def _yaml(tmp_path, text):
     (["--method", "ga", "--forget-split", "forget_7"], "unknown forget split 'forget_7'"),
     (["--method", "ga", "--benchmark", "mlu"], "unknown benchmark 'mlu'"),
     (["--method", "ga", "--set", "steps"], "is not key=value"),
+    (["--method", "cvf", "--setting", "full"], "method 'cvf' supports setting visual only, not 'full': CVF freezes the LLM"),
+    (["--method", "ga", "--setting", "fulll"], "unknown setting 'fulll'. Did you mean 'full'?"),
+    (["--method", "ga", "--seed", "-5"], "-5 is negative"),
 ])
 def test_cli_bad_input_is_one_clear_line(args, message, tmp_path):
     r = _cli("run", *args, "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "c"))
@@ -253,3 +257,57 @@ def test_example_third_party_plugin_runs_through_the_cli(cache_dir, tmp_path):
     assert doc["metrics"]["forget.vqa.mcq.acc"] < 0.9 and doc["metrics"]["forget.qa.mcq.acc"] >= 0.9
     off = _cli("--no-plugins", "run", "--method", "example_noise", "--out", str(tmp_path / "x"))
     assert off.returncode == 2 and "unknown method 'example_noise'" in off.stderr
+
+
+class _SeenGADiff(GradientMethod):
+    """ga_diff that records which forget modalities it was handed (test only)."""
+
+    name = "test_seen_ga_diff"
+    description = "ga_diff recording the modalities of its forget request"
+    uses_retain = True
+
+    def unlearn(self, model, request, context):
+        context.log("received_modalities", sorted({it["modality"] for it in request.forget}))
+        context.log("received_entities", sorted({it["entity_id"] for it in request.forget}))
+        return super().unlearn(model, request, context)
+
+    def loss(self, model, forget, retain, context):
+        from mmu_bench.method import per_example_nll
+
+        return -per_example_nll(model, forget).mean() + per_example_nll(model, retain).mean()
+
+
+class _SeenPlugin:
+    @hookimpl
+    def mmu_bench_methods(self):
+        return [_SeenGADiff]
+
+
+def test_settings_decide_what_a_method_receives_and_how_it_is_scored(spec, tmp_path, capsys):
+    from mmu_bench.cli import main
+
+    plugins.reset()
+    pm = plugins.get_plugin_manager()
+    pm.register(_SeenPlugin(), name="test-seen")
+    try:
+        visual = run(spec("test_seen_ga_diff", tmp_path, setting="visual", hyper={"steps": 10}))
+        full = run(spec("test_seen_ga_diff", tmp_path, setting="full", hyper={"steps": 10}))
+    finally:
+        pm.unregister(name="test-seen")
+        plugins.reset()
+    assert visual.path != full.path and visual.path.parts[-5] == "visual" and full.path.parts[-5] == "full"
+    # what the method was handed, not just the flag: visual = image questions only
+    assert visual.doc["method"]["received_modalities"] == ["vqa"]
+    assert full.doc["method"]["received_modalities"] == ["qa", "vqa"]
+    assert visual.doc["method"]["received_entities"] == full.doc["method"]["received_entities"]
+    # trainable=auto followed the setting: the vision side in visual, the LLM in full
+    assert visual.doc["method"]["trainable"] == "vision" and full.doc["method"]["trainable"] == "llm"
+    for o, name in ((visual, "visual"), (full, "full")):
+        cfg = json.loads((o.path / "config.json").read_text())
+        assert cfg["spec"]["setting"] == name and cfg["setting"]["oracle"] == ("retrain_visual" if name == "visual" else "retrain")
+    # the two tables score forget.qa in opposite directions
+    from mmu_bench import leaderboard as lb
+
+    groups = lb.aggregate(lb.collect([tmp_path]))
+    md = {g.setting.name: lb.render([g], "md") for g in groups}
+    assert "forget.qa.mcq.acc ↑" in md["visual"] and "forget.qa.mcq.acc ↓" in md["full"]
