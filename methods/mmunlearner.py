@@ -238,3 +238,13 @@ class MMUnlearner(GradientMethod):
             m = self._masks.get(id(p))
             if m is not None and p.grad is not None:
                 p.grad.mul_(m)
+
+
+def saliency_memory_bytes(n_params: int, n_masked: int, weight_bytes: int = 2, buffer_bytes: int = 4) -> dict[str, int]:
+    """Analytic memory of the saliency passes, activations left out: the model's weights, the
+    gradients (only the masked parameters need them during the passes), the two squared-gradient
+    buffers F_f and F_p (float32 by default) and the bool mask kept for training."""
+    rec = {"weights": n_params * weight_bytes, "grads": n_masked * weight_bytes,
+           "buffers": 2 * n_masked * buffer_bytes, "mask": n_masked}
+    rec["total"] = sum(rec.values())
+    return rec

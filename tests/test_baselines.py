@@ -189,3 +189,31 @@ def test_mask_keyed_by_base_names_reaches_lora_factors():
     assert torch.equal(masks[id(A)], sal["q_proj.weight"].cols[None, :].float())
     assert masks[id(B)].shape == (3, 1) and masks[id(A)].shape == (1, 4)
     assert not gradient_masks(named, {"other.weight": Saliency(torch.ones(1, dtype=torch.bool), None, None)})
+
+
+def test_saliency_memory_analytic():
+    from mmu_bench.methods.mmunlearner import saliency_memory_bytes
+
+    b = saliency_memory_bytes(n_params=1000, n_masked=300, weight_bytes=2)
+    assert b == {"weights": 2000, "grads": 600, "buffers": 2400, "mask": 300, "total": 5300}
+
+
+def test_gpu_check_saliency_estimate_counts_the_linear_layers():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gc = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = gc
+    spec.loader.exec_module(gc)
+    s = gc.SMOKE
+    est = gc.saliency_estimate(s)
+    h, i, H, I = s.vision_hidden, s.vision_intermediate, s.text_hidden, s.text_intermediate
+    vision = s.vision_layers * (4 * (h * h + h) + (h * i + i) + (i * h + h)) + (h * H + H) + (H * H + H)
+    language = s.text_layers * (4 * H * H + 3 * H * I) + s.vocab_size * H
+    assert est["vision"]["masked_params"] == vision
+    assert est["language"]["masked_params"] == language
+    assert est["both"]["masked_params"] == vision + language
+    assert est["language"]["bytes"]["total"] == 2 * est["params"] + 11 * language
