@@ -217,3 +217,105 @@ def test_gpu_check_saliency_estimate_counts_the_linear_layers():
     assert est["language"]["masked_params"] == language
     assert est["both"]["masked_params"] == vision + language
     assert est["language"]["bytes"]["total"] == 2 * est["params"] + 11 * language
+
+
+# ------------------------------------------------------------------ slow: a few steps on the small zoo
+SPLIT = "forget_10"
+
+
+def _mcq_acc(model, items) -> float:
+    from mmu_bench.evaluate import EvalConfig, score_mcq_loglik
+
+    mcq = [it for it in items if it["kind"] == "mcq"]
+    return sum(r["correct"] for r in score_mcq_loglik(model, mcq, EvalConfig(batch_size=32))) / len(mcq)
+
+
+class Spy:
+    """Wraps a method's loss: records the batches it received."""
+
+    def __init__(self, method):
+        self.batches = []
+        inner = method.loss
+
+        def loss(model, forget, retain, context):
+            self.batches.append((forget, retain))
+            return inner(model, forget, retain, context)
+
+        method.loss = loss
+
+
+def _unlearn(small_zoo, small_world, method, modalities=("vqa",)):
+    from mmu_bench.method import UnlearnContext, UnlearnRequest
+
+    refs = {}
+
+    def reference(name):
+        if name not in refs:
+            refs[name] = small_zoo.load(name)
+            for p in refs[name].model.parameters():
+                p.requires_grad_(False)
+        return refs[name]
+
+    model = small_zoo.load("finetuned")
+    forget = [it for it in small_world.split_items(SPLIT) if it["modality"] in modalities]
+    retain = small_world.split_items(small_world.retain_split(SPLIT))
+    ctx = UnlearnContext(retain=retain, seed=0, progress=False, reference=reference)
+    method.unlearn(model, UnlearnRequest(forget=forget, forget_entities=list(small_world.forget_ids[SPLIT])), ctx)
+    return model, forget, retain, ctx
+
+
+def _nll(model, items) -> float:
+    from mmu_bench.method import per_example_nll
+
+    with torch.no_grad():
+        return float(per_example_nll(model, model.collate(model.encode(items))).mean())
+
+
+VISUAL = dict(trainable="vision", forget_modalities="vqa")
+
+
+@pytest.mark.slow
+def test_simnpo_raises_forget_nll_keeps_llm(small_zoo, small_world):
+    from mmu_bench.methods.simnpo import SimNPO
+
+    before = small_zoo.load("finetuned")
+    m = SimNPO(steps=8, lr=2e-3, batch_size=8, **VISUAL)
+    spy = Spy(m)
+    model, forget, retain, _ = _unlearn(small_zoo, small_world, m)
+    assert all(b[1] is not None for b in spy.batches)  # alpha 1: a retain batch every step
+    assert _nll(model, forget[:16]) > _nll(before, forget[:16]) + 0.5
+    for p, q in zip(model.model.model.language_model.parameters(), before.model.model.language_model.parameters()):
+        assert torch.equal(p, q)  # trainable=vision: the LLM is untouched
+
+
+@pytest.mark.slow
+def test_idkdpo_prefers_refusals(small_zoo, small_world):
+    from mmu_bench.methods.idkdpo import IdkDPO
+    from mmu_bench.refusals import REFUSALS
+
+    before = small_zoo.load("finetuned")
+    model, forget, retain, _ = _unlearn(small_zoo, small_world, IdkDPO(steps=8, lr=2e-3, batch_size=8, **VISUAL))
+    probe = forget[:16]
+    refused = [dict(it, answer=REFUSALS[0]) for it in probe]
+    # the margin log p(refusal) - log p(truth) grows
+    assert _nll(model, probe) - _nll(model, refused) > _nll(before, probe) - _nll(before, refused) + 0.5
+
+
+@pytest.mark.slow
+def test_rmu_visual_steers_visual_tokens_only_vqa(small_zoo, small_world):
+    from mmu_bench.methods.rmu import RMU
+
+    m = RMU(steps=8, lr=2e-3, batch_size=8, **VISUAL)
+    spy = Spy(m)
+    before = small_zoo.load("finetuned")
+    model, forget, retain, _ = _unlearn(small_zoo, small_world, m)
+    assert m._tokens == "visual"
+    image = model.image_token_id
+    for fb, rb in spy.batches:  # no text-only item reached the method, forget or retain
+        assert ((fb["input_ids"] == image).sum(1) > 0).all() and ((rb["input_ids"] == image).sum(1) > 0).all()
+    batch = model.collate(model.encode(forget[:16]))
+    with torch.no_grad():
+        def dist(mdl):
+            h = m.hidden(mdl, batch)
+            return float(masked_mse(h, m._control, m.positions(mdl, batch)))
+        assert dist(model) < 0.5 * dist(before)
