@@ -202,6 +202,10 @@ class MMUnlearner(GradientMethod):
         return build_saliency(f_forget, f_preserve, h.tau, h.eps)
 
     def unlearn(self, model, request, context):
+        if "before_step" not in GradientMethod.__dict__:
+            # Without the engine's pre-update gradient hook the mask would be silently ignored.
+            raise MMUError("mmunlearner needs the shared engine's before_step hook (GradientMethod.before_step); "
+                           "this mmu_bench has none")
         trainable = self.resolved_trainable(context)
         self._saliency = self.compute_saliency(model, self.forget_items(request), context.retain, trainable, context.seed)
         total = sum(s.mask.numel() for s in self._saliency.values())
