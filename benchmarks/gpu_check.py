@@ -19,6 +19,10 @@ the next phase runs) and its peak GPU memory measured:
                7B model stays loaded ("start_gib")
   nullspace_cost  what the null space would cost on the whole ViT-L tower (moments + eigh on the
                CPU, moving P to the GPU every step), timed on one layer of each width, extrapolated
+  mmunlearner_saliency  MMUnlearner's saliency passes (two float32 squared-gradient buffers the size of
+               the masked weights): the analytic estimate from parameter counts of the 7B shape
+               (a meta-device model: no memory, printed on any machine), then, with the build
+               phase's model, the measured peak for masked=vision and masked=language
   ga_full      GA on all LLM weights (AdamW state for 6.7B parameters), last: it may run out of memory
 
 A phase gets min(its own limit, what is left of --budget); a heartbeat line every 30 s.
@@ -52,7 +56,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-PHASES = ("env", "build", "cvf", "cvf_null", "ga_lora", "ga_lora_gc", "eval", "e2e", "nullspace_cost", "ga_full")
+PHASES = ("env", "build", "cvf", "cvf_null", "ga_lora", "ga_lora_gc", "eval", "e2e", "nullspace_cost", "mmunlearner_saliency",
+          "ga_full")
 
 
 @dataclass
@@ -83,7 +88,8 @@ class Sizes:
     e2e_dry: bool = False     # resolve the run only (smoke: the full tiny run takes minutes on a CPU)
     timeouts: dict = field(default_factory=lambda: {
         "env": 30, "build": 150, "cvf": 75, "cvf_null": 60, "ga_lora": 75, "ga_lora_gc": 60, "eval": 75,
-        "e2e": 240, "nullspace_cost": 45, "ga_full": 60})
+        "e2e": 240, "nullspace_cost": 45, "mmunlearner_saliency": 120,
+        "ga_full": 60})
 
 
 SMOKE = Sizes(vision_hidden=32, vision_intermediate=64, vision_layers=2, vision_heads=2, image_size=28,
@@ -465,6 +471,61 @@ def phase_eval(s: Sizes) -> dict:
     return rec
 
 
+def saliency_estimate(s: Sizes, weight_bytes: int = 2) -> dict:
+    """Analytic saliency-pass memory of the ``s``-shaped LLaVA per masked part, from the parameter
+    counts of a meta-device model (no memory, any machine)."""
+    from types import SimpleNamespace
+
+    from transformers import LlavaForConditionalGeneration
+
+    from mmu_bench.methods.mmunlearner import linear_parameters, saliency_memory_bytes
+    from mmu_bench.tiny_model import build_tokenizer
+
+    if "tokenizer" not in STATE:
+        STATE["tokenizer"] = build_tokenizer(world().corpus(), 1000)
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(llava_config(s, STATE["tokenizer"]))
+    shell = SimpleNamespace(model=model, language_modules=[model.model.language_model, model.lm_head],
+                            vision_modules=model.model.vision_tower, projector_modules=model.model.multi_modal_projector)
+    n = sum(p.numel() for p in model.parameters())
+    rec: dict = {"params": n}
+    for part in ("vision", "language", "both"):
+        masked = sum(p.numel() for p in linear_parameters(shell, part).values())
+        b = saliency_memory_bytes(n, masked, weight_bytes=weight_bytes)
+        rec[part] = {"masked_params": masked, "bytes": b, "total_gib": round(b["total"] / 2**30, 2)}
+    return rec
+
+
+def phase_mmunlearner_saliency(s: Sizes) -> dict:
+    from mmu_bench.methods.mmunlearner import MMUnlearner
+
+    est = saliency_estimate(Sizes())  # the 7B shape, whatever --smoke says
+    log(f"   analytic, LLaVA-1.5-7B shape, bf16 weights: " + ", ".join(
+        f"{p}: {est[p]['masked_params'] / 1e9:.2f} B masked -> {est[p]['total_gib']} GiB" for p in ("vision", "language", "both")))
+    rec: dict = {"analytic_7b": est}
+    if "adapter" not in STATE:
+        return rec
+    ad = _adapter()
+    here = saliency_estimate(s, weight_bytes=torch.finfo(dtype()).bits // 8)
+    d = _data(s)
+    w = world()
+    retain = d["retain_images"] + [it for it in w.split_items(w.retain_split("forget_10")) if it["modality"] == "qa"][: s.items]
+    for part in ("vision", "language"):
+        free_memory()
+        if cuda():
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.time()
+        m = MMUnlearner(masked=part, saliency_batch_size=s.batch_size)
+        sal = m.compute_saliency(ad, d["forget_images"], retain, "all", seed=0)
+        sync()
+        density = sum(int(x.mask.sum()) for x in sal.values()) / max(1, sum(x.mask.numel() for x in sal.values()))
+        del sal
+        rec[part] = {"seconds": round(time.time() - t0, 2), "measured_peak_gib": peak_gib(),
+                     "analytic_gib": here[part]["total_gib"], "mask_density": round(density, 4)}
+        log(f"   {part}: {rec[part]}")
+    return rec
+
+
 def phase_ga_full(s: Sizes) -> dict:
     from mmu_bench.method import UnlearnRequest
     from mmu_bench.methods.ga import GA
@@ -513,7 +574,8 @@ def phase_e2e(s: Sizes) -> dict:
 FUNCS = {"env": phase_env, "build": phase_build, "cvf": phase_cvf, "cvf_null": phase_cvf_null,
          "nullspace_cost": phase_nullspace_cost, "ga_lora": phase_ga_lora,
          "ga_lora_gc": lambda s: phase_ga_lora(s, checkpointing=True), "eval": phase_eval,
-         "ga_full": phase_ga_full, "e2e": phase_e2e}
+         "ga_full": phase_ga_full, "e2e": phase_e2e,
+         "mmunlearner_saliency": phase_mmunlearner_saliency}
 
 
 def main(argv: list[str] | None = None) -> dict:

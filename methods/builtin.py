@@ -10,8 +10,12 @@ def mmu_bench_methods():
     from .cvf import CVF
     from .ga import GA
     from .ga_diff import GADiff
+    from .idkdpo import IdkDPO
     from .kl_min import KLMin
+    from .mmunlearner import MMUnlearner
     from .npo import NPO
+    from .rmu import RMU
+    from .simnpo import SimNPO
     from .reference import Finetuned, Retrain, RetrainVisual
 
-    return [CVF, GA, GADiff, KLMin, NPO, Finetuned, Retrain, RetrainVisual]
+    return [CVF, GA, GADiff, KLMin, NPO, SimNPO, IdkDPO, RMU, MMUnlearner, Finetuned, Retrain, RetrainVisual]
