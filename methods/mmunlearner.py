@@ -32,7 +32,7 @@ from torch import nn
 
 from mmu_bench.engine import autocast_for
 from mmu_bench.errors import MMUError
-from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll
+from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll, resolve_trainable
 
 
 def saliency_mask(f_forget: torch.Tensor, f_preserve: torch.Tensor, tau: float, eps: float) -> torch.Tensor:
@@ -202,11 +202,7 @@ class MMUnlearner(GradientMethod):
         return build_saliency(f_forget, f_preserve, h.tau, h.eps)
 
     def unlearn(self, model, request, context):
-        if "before_step" not in GradientMethod.__dict__:
-            # Without the engine's pre-update gradient hook the mask would be silently ignored.
-            raise MMUError("mmunlearner needs the shared engine's before_step hook (GradientMethod.before_step); "
-                           "this mmu_bench has none")
-        trainable = self.resolved_trainable(context)
+        trainable = resolve_trainable(self.hyper.trainable, context.setting)
         self._saliency = self.compute_saliency(model, self.forget_items(request), context.retain, trainable, context.seed)
         total = sum(s.mask.numel() for s in self._saliency.values())
         context.log("mask_density", round(sum(int(s.mask.sum()) for s in self._saliency.values()) / total, 6))
@@ -216,9 +212,6 @@ class MMUnlearner(GradientMethod):
             super().unlearn(model, request, context)
         finally:
             self._model = self._masks = None
-
-    def resolved_trainable(self, context) -> str:
-        return self.hyper.trainable
 
     def loss(self, model, forget, retain, context):
         # The engine calls loss once per optimizer step: count steps here to alternate.

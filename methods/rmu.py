@@ -97,7 +97,7 @@ class RMU(GradientMethod):
     def token_choice(self, context) -> str:
         if self.hyper.tokens != "auto":
             return self.hyper.tokens
-        return "text" if getattr(context, "setting", "visual") == "full" else "visual"
+        return "text" if context.setting == "full" else "visual"
 
     def positions(self, model, batch: dict) -> torch.Tensor:
         """(batch, seq) bool: the positions the loss acts on."""

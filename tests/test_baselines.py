@@ -244,8 +244,9 @@ class Spy:
         method.loss = loss
 
 
-def _unlearn(small_zoo, small_world, method, modalities=("vqa",)):
+def _unlearn(small_zoo, small_world, method, setting="visual"):
     from mmu_bench.method import UnlearnContext, UnlearnRequest
+    from mmu_bench.settings import get_setting
 
     refs = {}
 
@@ -257,10 +258,11 @@ def _unlearn(small_zoo, small_world, method, modalities=("vqa",)):
         return refs[name]
 
     model = small_zoo.load("finetuned")
-    forget = [it for it in small_world.split_items(SPLIT) if it["modality"] in modalities]
+    forget = get_setting(setting).forget_items(small_world.split_items(SPLIT))  # what the protocol hands out
     retain = small_world.split_items(small_world.retain_split(SPLIT))
-    ctx = UnlearnContext(retain=retain, seed=0, progress=False, reference=reference)
-    method.unlearn(model, UnlearnRequest(forget=forget, forget_entities=list(small_world.forget_ids[SPLIT])), ctx)
+    ctx = UnlearnContext(retain=retain, seed=0, progress=False, reference=reference, setting=setting)
+    method.unlearn(model, UnlearnRequest(forget=forget, forget_entities=list(small_world.forget_ids[SPLIT]),
+                                         setting=setting), ctx)
     return model, forget, retain, ctx
 
 
@@ -271,7 +273,7 @@ def _nll(model, items) -> float:
         return float(per_example_nll(model, model.collate(model.encode(items))).mean())
 
 
-VISUAL = dict(trainable="vision", forget_modalities="vqa")
+VISUAL = dict()  # the visual setting's defaults: trainable=auto is the vision side
 
 
 @pytest.mark.slow
@@ -345,9 +347,9 @@ def test_mmunlearner_lora_mask_restricts_rows(small_zoo, small_world):
     from mmu_bench.methods.mmunlearner import MMUnlearner
 
     m = MMUnlearner(steps=4, lr=1e-3, batch_size=8, descent_steps=0, saliency_max_batches=8, trainable="llm",
-                    lora=True, lora_targets="q_proj,v_proj,down_proj", forget_modalities="vqa,qa")
+                    lora=True, lora_targets="q_proj,v_proj,down_proj")
     before = dict(small_zoo.load("finetuned").model.named_parameters())
-    model, *_ = _unlearn(small_zoo, small_world, m, modalities=("vqa", "qa"))
+    model, *_ = _unlearn(small_zoo, small_world, m, setting="full")
     after = dict(model.model.named_parameters())
     frozen_rows = moved_rows = 0
     for n, s in m._saliency.items():
