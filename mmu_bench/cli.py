@@ -139,6 +139,11 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
         from .report import RELEARN_KEYS
 
         keys = RELEARN_KEYS
+    elif any(k.startswith("attack.") for k in outcome.metrics):
+        from .attacks.report import attack_keys, attack_rows
+
+        keys = attack_keys(outcome.metrics)
+        rows = attack_rows(rows, outcome.doc.get("protocol", {}).get("reference", {}))
     elif any(k.startswith("mia.") for k in outcome.metrics):
         from .report import MIA_KEYS
 
@@ -249,7 +254,8 @@ def _csv(text: str) -> list[str]:
 
 
 def _protocol_options(args) -> dict:
-    names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction"}
+    names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction",
+             "attacks": "attacks"}
     opts = {k: getattr(args, a) for k, a in names.items() if getattr(args, a, None) is not None}
     return opts
 
@@ -324,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
                    help="relearn: fraction of forget entities the attack trains on (default 0.5)")
+    r.add_argument("--attacks", default=None,
+                   help="attacks: comma-separated attacks (default all: quant_int8, quant_int4, probe, paraphrase, "
+                        "permute, prefix, neighbours, consistency); mia: its MIA attacks")
     r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
     r.add_argument("--forget-split", default="forget_10",
                    help="forget_5 | forget_10 | forget_15, a comma-separated list, or all (scalability)")

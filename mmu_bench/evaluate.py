@@ -73,6 +73,10 @@ def metric_direction(key: str) -> str:
     split = key.split(".")[0]
     if key in ("continual.forget_acc_mean", "continual.rebound_max"):
         return "down"
+    if split == "attack":
+        from .attacks.report import attack_direction
+
+        return attack_direction(key)
     if split == "forget_quality":
         return "up"  # higher p-value / 1 - JS = closer to the oracle
     if key in ("relearn.recovery", "relearn.acc_after_unlearn", "relearn.acc_after_relearn"):
