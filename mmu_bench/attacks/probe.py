@@ -47,7 +47,8 @@ def _forward_states(adapter, encoded: Sequence[Encoded], batch_size: int):
     with torch.no_grad():
         for i in range(0, len(encoded), batch_size):
             chunk = encoded[i:i + batch_size]
-            batch = adapter.collate(chunk, with_targets=False)
+            batch = adapter.collate(chunk)  # prompt + target tokens, right-padded
+            batch.pop("labels")
             out = adapter.model(**batch, output_hidden_states=True)
             yield chunk, out.hidden_states, out.logits
 

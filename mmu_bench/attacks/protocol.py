@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from ..evaluate import EvalConfig, evaluate
@@ -48,14 +46,14 @@ class AttacksProtocol:
 
     def reference(self, ctx: AttackContext) -> dict[str, dict[str, dict[str, Any]]]:
         """{attack: {model: measured values}} for finetuned / retrain / retrain_visual, cached
-        per zoo, split, evaluation config and attack version (measures do not depend on the setting)."""
+        per zoo, split and attack version. Attacks score mcq by log-likelihood whatever the run's
+        mcq mode, and measure nothing that depends on the setting, so neither is in the key."""
         from ..cache import write_json_atomic
 
         root = getattr(getattr(ctx.benchmark, "zoo", None), "root", None)
-        tag = hashlib.sha256(json.dumps(asdict(ctx.eval_cfg) | {"progress": None}, sort_keys=True).encode()).hexdigest()[:10]
         out, loaded = {}, {}
         for attack in self.attacks:
-            path = root / "reference" / f"attack-{attack.name}-v{attack.version}-{ctx.split}-{tag}.json" if root else None
+            path = root / "reference" / f"attack-{attack.name}-v{attack.version}-{ctx.split}.json" if root else None
             if path is not None and path.exists():
                 try:
                     out[attack.name] = json.loads(path.read_text())
