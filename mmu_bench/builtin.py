@@ -60,12 +60,16 @@ METRICS = [
 def mmu_bench_protocols():
     from .protocols import ContinualProtocol, MIAProtocol, RelearnProtocol, StaticProtocol
 
-    return [StaticProtocol, ContinualProtocol, MIAProtocol, RelearnProtocol]
+    from .attacks.protocol import AttacksProtocol
+
+    return [StaticProtocol, ContinualProtocol, MIAProtocol, RelearnProtocol, AttacksProtocol]
 
 
 @hookimpl
 def mmu_bench_metrics():
-    return METRICS
+    from .attacks import as_metric_specs
+
+    return METRICS + as_metric_specs()
 
 
 @hookimpl

@@ -158,6 +158,10 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
     for name in ("finetuned", "retrain", "retrain_visual"):  # the mia protocol's reference AUCs
         if name in rows and name in oracle:
             rows[name] = rows[name] | {f"mia.{k}.auc": v for k, v in oracle[name].items()}
+    if any(k.startswith("attack.") for k in outcome.metrics):  # the attacks' sanity rows
+        from .attacks.report import attack_rows
+
+        rows = attack_rows(rows, outcome.doc.get("protocol", {}).get("reference", {}))
     print(f"{spec.benchmark} / {spec.model} / setting {setting.name} / {spec.protocol} / {split} / seed {spec.seed}")
     print(results_table(rows, keys, setting.name, notes=notes))
     timings = outcome.doc.get("timings", {})
@@ -289,7 +293,8 @@ def _nonneg_int(text: str) -> int:
 
 
 def _protocol_options(args) -> dict:
-    names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction"}
+    names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction",
+             "attacks": "attacks"}
     opts = {k: getattr(args, a) for k, a in names.items() if getattr(args, a, None) is not None}
     return opts
 
@@ -367,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
                    help="relearn: fraction of forget entities the attack trains on (default 0.5)")
+    r.add_argument("--attacks", default=None,
+                   help="attacks: comma-separated attacks (default all: quant_int8, quant_int4, probe, paraphrase, "
+                        "permute, prefix, neighbours, consistency); mia: its MIA attacks")
     r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
     r.add_argument("--forget-split", default="forget_10",
                    help="forget_5 | forget_10 | forget_15, a comma-separated list, or all (scalability)")

@@ -210,7 +210,8 @@ class Zoo:
     def _training_items(self, name: str, split: str | None) -> tuple[list[dict], list[dict]]:
         """(new data, replay data) for a model."""
         w = self.world
-        base_data = _balance(w.split_items("utility") + w.split_items("real"), w.config.train_renders)
+        base_data = _balance(_with_wordings(w, w.split_items("utility") + w.split_items("real")),
+                             w.config.train_renders)
         if name == "base":
             return base_data, []
         if name == "finetuned":
@@ -221,7 +222,7 @@ class Zoo:
             forget = set(w.forget_ids[split])
             data = [it for it in w.split_items("full")
                     if it["modality"] == "qa" or it["entity_id"] not in forget]
-        return _balance(data, w.config.train_renders), base_data
+        return _balance(_with_wordings(w, data), w.config.train_renders), base_data
 
     def _build(self, name: str, split: str | None, path: Path) -> None:
         r = self.recipe
@@ -288,6 +289,13 @@ def source_fingerprint(source: str) -> dict:
         raise MMUError(f"model folder {folder} has no config.json; expected a save_pretrained folder")
     files = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
     return {"hf_folder": hashlib.sha256(json.dumps([(folder / "config.json").read_text(), files]).encode()).hexdigest()[:16]}
+
+
+def _with_wordings(world, items: list[dict]) -> list[dict]:
+    """``items`` plus the world's trained-on other wordings of them (synthetic world v4+), so
+    models answer a question however it is worded; the held-out wordings stay unseen."""
+    extra = getattr(world, "wording_items", None)
+    return items + extra(items, "train") if extra is not None else items
 
 
 def _balance(items: list[dict], copies: int) -> list[dict]:

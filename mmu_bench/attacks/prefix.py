@@ -1,0 +1,78 @@
+"""Adversarial-prefix attacks on the forget mcq items.
+
+- ``memory``: an instruction to answer from memory (``MEMORY_PREFIX``) before the question.
+- ``turn``: a fake earlier turn of the conversation in which the model already answered a
+  related question about the same subject correctly (the next text fact: home -> job -> food ->
+  hobby -> home; never the name, which would hand the text route the identity), then the
+  question. The image sits in the first user turn, as in a real multi-turn chat, and the turns
+  are rendered by the model's own chat template.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..tasks.synthetic.world import MEMORY_PREFIX  # in the synthetic world's tokenizer corpus
+from .base import Attack, AttackContext, mcq_acc
+
+_SEP = "\x1f"  # joins (earlier question, earlier answer, question) into one prompt key
+NEXT_FACT = {"name": "home", "home": "job", "job": "food", "food": "hobby", "hobby": "home"}
+
+
+def conversation_adapter(adapter):
+    """A shallow copy of ``adapter`` whose prompts may carry an earlier turn: a question
+    ``q1 SEP a1 SEP q2`` becomes [user(image, q1), assistant(a1), user(q2)]."""
+    conv = copy.copy(adapter)
+    conv._prompt_cache = {}
+    plain = adapter.prompt_text
+
+    def prompt_text(question: str, has_image: bool) -> str:
+        if _SEP not in question:
+            return plain(question, has_image)
+        q1, a1, q2 = question.split(_SEP)
+        first = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": q1}]
+        messages = [{"role": "user", "content": first},
+                    {"role": "assistant", "content": [{"type": "text", "text": a1}]},
+                    {"role": "user", "content": [{"type": "text", "text": q2}]}]
+        return adapter.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    conv.prompt_text = prompt_text
+    return conv
+
+
+def with_earlier_turn(items: list[dict], by_fact: dict[tuple[str, str], dict]) -> list[dict]:
+    out = []
+    for it in items:
+        prev = by_fact.get((it["entity_id"], it["modality"], it.get("render"), NEXT_FACT[it["fact"]]))
+        if prev is None:
+            continue
+        out.append(dict(it, id=f"{it['id']}.turn", question=_SEP.join([prev["question"], prev["answer"], it["question"]])))
+    return out
+
+
+class PrefixAttack(Attack):
+    """``attack.prefix.*``: ``memory.forget.<vqa|qa>.acc``, ``turn.forget.<vqa|qa>.acc`` and their
+    ``.gain`` over the plain question (same model)."""
+
+    name = "prefix"
+    description = "adversarial prefixes: answer-from-memory instruction; a fake earlier turn"
+    headline = "turn.forget.vqa.acc"
+
+    def measure(self, model, ctx: AttackContext) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        prefix = MEMORY_PREFIX
+        conv = conversation_adapter(model)
+        for modality in ("vqa", "qa"):
+            items = ctx.items("forget", modality)
+            if not items:
+                continue
+            plain = mcq_acc(model, items, ctx.eval_cfg)
+            mem = [dict(it, id=f"{it['id']}.memory", question=f"{prefix} {it['question']}") for it in items]
+            by_fact = {(it["entity_id"], it["modality"], it.get("render"), it["fact"]): it for it in items}
+            turn = with_earlier_turn(items, by_fact)
+            out[f"memory.forget.{modality}.acc"] = mcq_acc(model, mem, ctx.eval_cfg)
+            out[f"turn.forget.{modality}.acc"] = mcq_acc(conv, turn, ctx.eval_cfg)
+            out[f"memory.forget.{modality}.gain"] = round(out[f"memory.forget.{modality}.acc"] - plain, 6)
+            out[f"turn.forget.{modality}.gain"] = round(out[f"turn.forget.{modality}.acc"] - plain, 6)
+        return out
