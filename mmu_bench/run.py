@@ -48,6 +48,8 @@ class RunSpec:
     mcq_mode: str = "loglik"
     max_new_tokens: int = 50
     progress: bool = True
+    eval_protocol: str = "loglik"  # or "official" (mllmu, clear): the benchmark's released prompts
+    shots: int | None = None  # few-shot profiles of the official protocol (None: the protocol's)
 
 
 @dataclass
@@ -87,7 +89,10 @@ def _setup(spec: RunSpec):
     from .method import changed_hyper
 
     method, bench_cls, protocol_cls = resolve(spec)
-    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
+    from .official import protocol_id
+
+    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens,
+                          protocol=protocol_id(spec.benchmark, spec.eval_protocol), shots=spec.shots)
     try:
         protocol = protocol_cls(**spec.protocol_options)
     except TypeError as e:
@@ -222,9 +227,12 @@ def _extra_utility(spec: RunSpec, bench, result) -> dict[str, float]:
 _SETTINGS = ("world_size", "world_seed", "zoo", "mcq_mode", "max_new_tokens", "data", "dtype", "utility")
 
 
+_NEW_SETTINGS = {"eval_protocol": "loglik", "shots": None}  # absent from older runs' config.json
+
+
 def settings_of(spec: RunSpec) -> dict:
     """Settings outside the directory name that change the numbers."""
-    return {k: getattr(spec, k) for k in _SETTINGS}
+    return {k: getattr(spec, k) for k in _SETTINGS + tuple(_NEW_SETTINGS)}
 
 
 def _check_same_settings(path: Path, spec: RunSpec) -> None:
@@ -234,7 +242,8 @@ def _check_same_settings(path: Path, spec: RunSpec) -> None:
         stored = json.loads((path / "config.json").read_text())["spec"]
     except (OSError, ValueError, KeyError):
         return
-    diff = {k: (stored.get(k), v) for k, v in settings_of(spec).items() if stored.get(k) != v}
+    diff = {k: (stored.get(k, _NEW_SETTINGS.get(k)), v) for k, v in settings_of(spec).items()
+            if stored.get(k, _NEW_SETTINGS.get(k)) != v}
     if diff:
         what = ", ".join(f"{k}={old!r} there vs {new!r} now" for k, (old, new) in diff.items())
         raise MMUError(f"a finished run at {path} used other settings ({what}); "
