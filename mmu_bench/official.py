@@ -53,8 +53,11 @@ def protocol_id(benchmark: str, name: str) -> str:
         return name
     path = protocol_file(benchmark, name)
     if not path.is_file():
+        from . import tasks as tasks_pkg
+
+        have = sorted(p.parent.parent.name for p in Path(tasks_pkg.__file__).parent.glob(f"*/protocols/{name}.yaml"))
         raise MMUError(f"benchmark {benchmark!r} has no {name!r} evaluation protocol (no {path}); "
-                       f"official protocols exist for mllmu and clear")
+                       f"benchmarks with one: {', '.join(have) or 'none'}")
     return f"{benchmark}/{name}"
 
 
