@@ -160,7 +160,9 @@ class LlavaAdapter:
         if px:
             # Mixed batches are fine: LLaVA scatters image features onto image-token positions in
             # order, so only rows that have an image contribute pixel_values.
-            out.update(self.vision_inputs(torch.stack(px), input_ids))
+            # A multi-image example (official few-shot prompts) holds (n, 3, H, W): its images
+            # fill its image tokens in order. torch.cat of (1, 3, H, W) views == torch.stack.
+            out.update(self.vision_inputs(torch.cat([p if p.dim() == 4 else p.unsqueeze(0) for p in px]), input_ids))
         return {k: v.to(self.device) for k, v in out.items()}
 
     def vision_inputs(self, pixel_values: torch.Tensor, input_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

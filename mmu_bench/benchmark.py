@@ -105,7 +105,8 @@ class WorldBenchmark:
         from .evaluate import evaluate
         from .forget_quality import forget_statistics
 
-        tag = hashlib.sha256(json.dumps(asdict(eval_cfg) | {"progress": None}, sort_keys=True).encode()).hexdigest()[:10]
+        fp = eval_cfg.fingerprint() if hasattr(eval_cfg, "fingerprint") else asdict(eval_cfg) | {"progress": None}
+        tag = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:10]
         path = self.zoo.root / "reference" / f"{split}-{tag}-v2.json"
         if path.exists():
             try:

@@ -144,7 +144,8 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
                    cache_dir=args.cache_dir, device=args.device,
                    dtype=args.dtype, data=args.data, utility=args.utility, mcq_mode=args.mcq_mode,
                    gradient_checkpointing=args.gradient_checkpointing, max_new_tokens=args.max_new_tokens,
-                   progress=not args.quiet, protocol_options=_protocol_options(args))
+                   progress=not args.quiet, protocol_options=_protocol_options(args),
+                   eval_protocol=args.eval_protocol, shots=args.shots)
     outcome = run(spec)
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
@@ -394,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "lmeval:mmu_synthetic_real_qa_mcq (keys utility.lmeval.<task>.<metric>)")
     r.add_argument("--mcq-mode", choices=["loglik", "generate"], default="loglik")
     r.add_argument("--max-new-tokens", type=int, default=50, help="generation budget for gen / cloze (default 50)")
+    r.add_argument("--eval-protocol", choices=["loglik", "official"], default="loglik",
+                   help="loglik (default: this suite's prompts) or official (mllmu, clear: the benchmark's "
+                        "released prompts, parsing and metrics; docs/benchmarks.md)")
+    r.add_argument("--shots", type=int, default=None, help="official protocol: few-shot profiles per task")
     r.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run a grid of methods x seeds x forget splits x protocols (resumable)")
     sw.add_argument("--methods", default=None, help="comma-separated method names")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -44,16 +44,36 @@ class EvalConfig:
         max_new_tokens: generation budget for gen / cloze / mcq-generate.
         batch_size: items per forward pass.
         progress: show a progress bar per task.
+        protocol: "loglik" (default: this suite's prompts) or "<benchmark>/official" (the
+            benchmark's released prompts, parsing and metrics: mmu_bench/official.py).
+        shots: few-shot profiles per official task (None: the protocol file's, eval.py's).
+        fewshot_seed: seed of the official protocol's few-shot draws (None: the protocol file's).
     """
 
     mcq_mode: str = "loglik"
     max_new_tokens: int = 50
     batch_size: int = 64
     progress: bool = False
+    protocol: str = "loglik"
+    shots: int | None = None
+    fewshot_seed: int | None = None
 
     def __post_init__(self):
         if self.mcq_mode not in ("loglik", "generate"):
             raise MMUError(f"mcq mode {self.mcq_mode!r} unknown; expected 'loglik' or 'generate'")
+        if self.protocol != "loglik":
+            from .official import load_protocol
+
+            load_protocol(self.protocol)  # an unknown protocol fails here, naming its file
+
+    def fingerprint(self) -> dict:
+        """Settings that change the numbers; the official-protocol fields only when set, so the
+        default's reference-cache tags are those it had before they existed."""
+        d = asdict(self) | {"progress": None}
+        if self.protocol == "loglik":
+            for k in ("protocol", "shots", "fewshot_seed"):
+                d.pop(k)
+        return d
 
 
 _SCORER = None
@@ -136,6 +156,10 @@ def evaluate(adapter, tasks: dict[str, Sequence[dict]], cfg: EvalConfig | None =
     Returns (metrics {key: value}, per-sample records).
     """
     cfg = cfg or EvalConfig()
+    if cfg.protocol != "loglik":
+        from .official import evaluate_official
+
+        return evaluate_official(adapter, tasks, cfg)
     metrics: dict[str, float] = {}
     samples: list[dict] = []
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)

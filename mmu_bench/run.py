@@ -50,6 +50,8 @@ class RunSpec:
     mcq_mode: str = "loglik"
     max_new_tokens: int = 50
     progress: bool = True
+    eval_protocol: str = "loglik"  # or "official" (mllmu, clear): the benchmark's released prompts
+    shots: int | None = None  # few-shot profiles of the official protocol (None: the protocol's)
 
 
 @dataclass
@@ -93,7 +95,10 @@ def _setup(spec: RunSpec):
     from .method import changed_hyper
 
     method, bench_cls, protocol_cls, setting = resolve(spec)
-    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens)
+    from .official import protocol_id
+
+    eval_cfg = EvalConfig(mcq_mode=spec.mcq_mode, max_new_tokens=spec.max_new_tokens,
+                          protocol=protocol_id(spec.benchmark, spec.eval_protocol), shots=spec.shots)
     try:
         protocol = protocol_cls(**spec.protocol_options)
     except TypeError as e:
@@ -234,9 +239,12 @@ _SETTINGS = ("world_size", "world_seed", "zoo", "zoo_weights", "mcq_mode", "max_
              "utility")
 
 
+_NEW_SETTINGS = {"eval_protocol": "loglik", "shots": None}  # absent from older runs' config.json
+
+
 def settings_of(spec: RunSpec) -> dict:
     """Settings outside the directory name that change the numbers."""
-    return {k: getattr(spec, k) for k in _SETTINGS}
+    return {k: getattr(spec, k) for k in _SETTINGS + tuple(_NEW_SETTINGS)}
 
 
 def _check_same_settings(path: Path, spec: RunSpec) -> None:
@@ -246,7 +254,8 @@ def _check_same_settings(path: Path, spec: RunSpec) -> None:
         stored = json.loads((path / "config.json").read_text())["spec"]
     except (OSError, ValueError, KeyError):
         return
-    diff = {k: (stored.get(k), v) for k, v in settings_of(spec).items() if stored.get(k) != v}
+    diff = {k: (stored.get(k, _NEW_SETTINGS.get(k)), v) for k, v in settings_of(spec).items()
+            if stored.get(k, _NEW_SETTINGS.get(k)) != v}
     if diff:
         what = ", ".join(f"{k}={old!r} there vs {new!r} now" for k, (old, new) in diff.items())
         raise MMUError(f"a finished run at {path} used other settings ({what}); "

@@ -73,6 +73,10 @@ class ZooRecipe:
             saving. The base is always trained in full.
         lora_alpha: LoRA alpha.
         lora_targets: comma-separated linear-layer names of the language model.
+        prompt_styles: "suite" (default) trains on this suite's chat-template prompts;
+            "suite,official" adds every item again in its benchmark's official evaluation layout
+            (mmu_bench/official.py: few-shot letter classification, fill-in-the-blank,
+            generation), with a context long enough for the few-shot prompts.
     """
 
     batch_size: int = 32
@@ -85,6 +89,7 @@ class ZooRecipe:
     lora_rank: int = 0
     lora_alpha: int = 32
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    prompt_styles: str = "suite"
 
     def fingerprint(self) -> dict:
         """What the zoo key hashes: the LoRA fields only when LoRA is on, so full-weight zoos keep
@@ -92,6 +97,8 @@ class ZooRecipe:
         d = asdict(self)
         if self.lora_rank <= 0:
             d = {k: v for k, v in d.items() if not k.startswith("lora_")}
+        if self.prompt_styles == "suite":  # likewise: the default zoo keeps its key
+            d.pop("prompt_styles")
         return d
 
 
@@ -118,6 +125,13 @@ class Zoo:
             raise MMUError(f"zoo model {model!r}: expected a TinyLlavaConfig or 'hf:<hub id or folder>'")
         self.model_config = None if self.source else (model or TinyLlavaConfig())
         self.recipe = recipe or ZooRecipe()
+        from .official import OFFICIAL_CONTEXT, styles
+
+        if self.model_config is not None and "official" in styles(self.recipe):  # few-shot prompts are long
+            from dataclasses import replace
+
+            self.model_config = replace(self.model_config,
+                                        max_positions=max(self.model_config.max_positions, OFFICIAL_CONTEXT))
         self.progress = progress
         self.device = pick_device(device)
         self.dtype = dtype
@@ -203,7 +217,10 @@ class Zoo:
             ref = _check_source(parse_spec(self.source))
             self._processor = load_processor(ref, AutoConfig.from_pretrained(ref).model_type)
         if self._processor is None:
-            tok = build_tokenizer(self.world.corpus(), self.model_config.vocab_size)
+            from .official import style_corpus
+
+            tok = build_tokenizer(self.world.corpus() + style_corpus(self.recipe, self.world), self.model_config.vocab_size)
+            tok.model_max_length = max(tok.model_max_length, self.model_config.max_positions)
             self._processor = build_processor(tok, self.model_config)
         return self._processor
 
@@ -238,8 +255,10 @@ class Zoo:
             adapter = LlavaAdapter(model, proc, self.device)
         data, replay = self._training_items(name, split)
         steps = r.base_steps if name == "base" else r.finetune_steps
-        enc_data = adapter.encode(data)
-        sources = [(enc_data, 1.0 - r.replay_share)] + ([(adapter.encode(replay), r.replay_share)] if replay else [])
+        from .official import styled_encode
+
+        enc_data = styled_encode(r, self.world, adapter, data)  # adapter.encode(data) for the default style
+        sources = [(enc_data, 1.0 - r.replay_share)] + ([(styled_encode(r, self.world, adapter, replay), r.replay_share)] if replay else [])
         sampler = MixtureSampler(sources, r.batch_size, seed=r.seed)
         plain = None
         if r.lora_rank > 0 and name != "base":  # adapters on the LLM; everything else frozen

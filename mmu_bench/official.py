@@ -1,0 +1,429 @@
+"""Official evaluation protocols: a real benchmark scored with its own released prompts.
+
+``--eval-protocol loglik`` (the default) asks every item with this suite's chat template and
+scores mcq by option log-likelihood. ``--eval-protocol official`` asks MLLMU-Bench the way its
+released ``eval.py`` does: few-shot letter-choice classification, fill-in-the-blank with its
+instruction, one-sentence generation; the released answer parsing and metrics. The prompt
+strings are data (``tasks/<benchmark>/protocols/official.yaml``); this module only assembles
+them. Two things differ from the released script, on purpose: few-shot profiles are drawn with a
+seeded RNG (``random.Random(f"{seed}|{split}|{task}")``; eval.py's draw is unseeded), and
+generation is batched (left padding) instead of one example at a time.
+
+The same module renders training examples in the official style (``ZooRecipe.prompt_styles``),
+so a tiny model trained here can answer the official prompts.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from .errors import MMUError
+
+EVAL_PROTOCOLS = ("loglik", "official")
+PROMPT_STYLES = ("suite", "official")
+LETTERS = ("A", "B", "C", "D")
+# Few-shot prompts reach ~500 tokens (MLLMU-Bench: one profile's five image questions, each with
+# its image): the tiny model's 256 positions are raised to this with the "official" style.
+OFFICIAL_CONTEXT = 1024
+
+
+# ---------------------------------------------------------------- protocol files
+def protocol_file(benchmark: str, name: str) -> Path:
+    from . import tasks as tasks_pkg
+
+    return Path(tasks_pkg.__file__).parent / benchmark / "protocols" / f"{name}.yaml"
+
+
+def protocol_id(benchmark: str, name: str) -> str:
+    """The EvalConfig.protocol of ``--eval-protocol name`` on ``benchmark``: ``loglik`` or
+    ``<benchmark>/<name>`` (validated: the benchmark must ship that protocol file)."""
+    if name not in EVAL_PROTOCOLS:
+        raise MMUError(f"eval protocol {name!r} unknown; expected one of {', '.join(EVAL_PROTOCOLS)}")
+    if name == "loglik":
+        return name
+    path = protocol_file(benchmark, name)
+    if not path.is_file():
+        from . import tasks as tasks_pkg
+
+        have = sorted(p.parent.parent.name for p in Path(tasks_pkg.__file__).parent.glob(f"*/protocols/{name}.yaml"))
+        raise MMUError(f"benchmark {benchmark!r} has no {name!r} evaluation protocol (no {path}); "
+                       f"benchmarks with one: {', '.join(have) or 'none'}")
+    return f"{benchmark}/{name}"
+
+
+@functools.lru_cache(maxsize=None)
+def load_protocol(pid: str) -> dict:
+    """The parsed protocol YAML of ``<benchmark>/<name>``, checked for the fields used here."""
+    if "/" not in pid:
+        raise MMUError(f"eval protocol id {pid!r}: expected '<benchmark>/<name>'")
+    bench, name = pid.split("/", 1)
+    path = protocol_file(bench, name)
+    if not path.is_file():
+        raise MMUError(f"eval protocol file {path} not found")
+    doc = yaml.safe_load(path.read_text())
+    for key in ("benchmark", "modes", "tasks", "fewshot_seed"):
+        if key not in doc:
+            raise MMUError(f"{path}: missing top-level field {key!r}")
+    for kind, task in doc["tasks"].items():
+        for key in ("shots", "fewshot_modes", "max_new_tokens", "prompt", "parse", "metrics"):
+            if key not in task:
+                raise MMUError(f"{path}: task {kind!r} lacks field {key!r}")
+        for modality in ("vqa", "qa"):
+            if modality not in task["prompt"]:
+                raise MMUError(f"{path}: task {kind!r} has no prompt for modality {modality!r}")
+    doc["path"] = str(path)
+    return doc
+
+
+def protocol_strings(pid: str) -> list[str]:
+    """The fixed text of a protocol's templates (placeholders cut out): tokenizer corpus."""
+    doc = load_protocol(pid)
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            out.extend(p for p in re.split(r"\{[^}]*\}", v) if p.strip())
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+
+    for task in doc["tasks"].values():
+        for key in ("shot", "prompt", "question", "option_line"):
+            walk(task.get(key))
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------- parsing (eval.py's rules)
+def parse_letter(text: str, options: Sequence[str] = LETTERS) -> str | None:
+    """eval.py's classification parse: the text after the first "ASSISTANT:" (else all of it),
+    stripped; its first character upper-cased is the answer if it is an option key, else None."""
+    resp = text.split("ASSISTANT:")[1].strip() if "ASSISTANT:" in text else text.strip()
+    return resp[0].upper() if resp and resp[0].upper() in options else None
+
+
+def parse_answer(text: str) -> str:
+    """eval.py's fill-in-the-blank / generation parse: after "ASSISTANT:", else after "Answer:",
+    else the whole text; stripped."""
+    if "ASSISTANT:" in text:
+        return text.split("ASSISTANT:")[1].strip()
+    if "Answer:" in text:
+        return text.split("Answer:")[1].strip()
+    return text.strip()
+
+
+def bleu(reference: str, hypothesis: str) -> float:
+    """eval.py's compute_bleu: whitespace tokens, nltk sentence BLEU, smoothing method1."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    return float(sentence_bleu([reference.split()], hypothesis.split(),
+                               smoothing_function=SmoothingFunction().method1))
+
+
+# ---------------------------------------------------------------- prompts
+@dataclass
+class Example:
+    """One official prompt: its text (with "<image>" placeholders), images in placeholder order,
+    the gold answer (a letter for mcq) and the item it asks."""
+
+    item: dict
+    split: str
+    prompt: str
+    images: list = field(default_factory=list)
+    gold: str = ""
+    shots: list[str] = field(default_factory=list)
+
+
+def _option_fields(it: dict) -> dict[str, str]:
+    return dict(zip(LETTERS, it["options"]))
+
+
+def shot_text(task: dict, kind: str, it: dict) -> str:
+    """One few-shot block of an item (its gold answer shown after "Correct Answer:")."""
+    tpl = task["shot"][it["modality"]]
+    if kind == "mcq":
+        return tpl.format(question=it["question"], answer=LETTERS[it["answer_index"]], **_option_fields(it))
+    return tpl.format(question=task["question"].format(question=it["question"]), answer=it["answer"])
+
+
+def query_text(task: dict, kind: str, it: dict, fewshot: str) -> str:
+    tpl = task["prompt"][it["modality"]]
+    if kind == "mcq":
+        opts = "\n".join(task["option_line"].format(letter=k, option=v) for k, v in _option_fields(it).items())
+        return tpl.format(fewshot=fewshot, question=it["question"], options=opts)
+    question = task["question"].format(question=it["question"]) if "question" in task else it["question"]
+    return tpl.format(fewshot=fewshot, question=question)
+
+
+def gold_of(kind: str, it: dict) -> str:
+    return LETTERS[it["answer_index"]] if kind == "mcq" else it["answer"]
+
+
+def _ids_in_order(items: Sequence[dict]) -> list[str]:
+    return list(dict.fromkeys(it["entity_id"] for it in items))
+
+
+def build_examples(tasks: dict[str, Sequence[dict]], pid: str, shots: int | None = None,
+                   seed: int | None = None) -> list[Example]:
+    """The official prompts of every evaluated item, in eval.py's layout.
+
+    Per (split, task): ``shots`` profiles (default: the YAML's, eval.py's for LLaVA) are drawn
+    from the split's profile ids (the forget ids for ``test``) with
+    ``random.Random(f"{seed}|{split}|{task}")``; their Full_Set questions (the forget + retain
+    items: together they are Full_Set) make the few-shot prefix in modes that use one, and those
+    questions of the drawn profiles are not asked (eval.py skips them too).
+    """
+    doc = load_protocol(pid)
+    seed = doc["fewshot_seed"] if seed is None else seed
+    # Full_Set = forget + retain (a forget config and its complement partition it).
+    full: dict[str, list[dict]] = defaultdict(list)
+    for role in ("forget", "retain"):
+        for it in tasks.get(role, []):
+            full[it["entity_id"]].append(it)
+    out: list[Example] = []
+    for split, items in tasks.items():
+        mode = doc["modes"].get(split)
+        if mode is None or not items:
+            continue  # holdout / utility: no MLLMU-Bench counterpart
+        id_source = tasks.get("forget", []) if split == "test" else items
+        id_list = _ids_in_order(id_source)
+        for kind, task in doc["tasks"].items():
+            k = task["shots"] if shots is None or task["shots"] == 0 else shots
+            rng = random.Random(f"{seed}|{split}|{kind}")
+            chosen = set(rng.sample(id_list, min(k, len(id_list)))) if k > 0 else set()
+            # eval.py walks the few-shot parquet in row order, so shots follow profile order
+            shot_items = {m: [it for eid in id_list if eid in chosen for it in full.get(eid, [])
+                              if it["kind"] == kind and it["modality"] == m] for m in ("vqa", "qa")}
+            n_shot = defaultdict(int)
+            for m, its in shot_items.items():
+                for it in its:
+                    n_shot[(it["entity_id"], m)] += 1
+            use_shots = mode in task["fewshot_modes"]
+            prefix = {m: "".join(shot_text(task, kind, it) for it in its) for m, its in shot_items.items()}
+            prefix_images = [it["image"] for it in shot_items["vqa"]]
+            index: dict[tuple, int] = defaultdict(int)
+            for it in items:
+                if it["kind"] != kind:
+                    continue
+                key = (it["entity_id"], it["modality"], it.get("render", 0))
+                idx = index[key]
+                index[key] += 1
+                if idx < n_shot[(it["entity_id"], it["modality"])]:
+                    continue  # a question of a few-shot profile: eval.py does not ask it
+                m = it["modality"]
+                fewshot = prefix[m] if use_shots else ""
+                images = ((prefix_images if use_shots else []) + [it["image"]]) if m == "vqa" else []
+                out.append(Example(it, split, query_text(task, kind, it, fewshot), images, gold_of(kind, it),
+                                   sorted(chosen) if use_shots else []))
+    return out
+
+
+# ---------------------------------------------------------------- encoding / generation
+def _pixels(adapter, images: Sequence[Any], cache: dict[int, torch.Tensor]) -> torch.Tensor | None:
+    if not images:
+        return None
+    todo = [im for im in dict.fromkeys(id(im) for im in images) if im not in cache]
+    if todo:
+        by_id = {id(im): im for im in images}
+        for key, px in zip(todo, adapter.pixel_values([by_id[k] for k in todo])):
+            cache[key] = px
+    return torch.stack([cache[id(im)] for im in images])
+
+
+def encode_prompt(adapter, prompt: str, n_images: int) -> list[int]:
+    """Token ids of a raw prompt as ``processor(text=prompt, images=...)`` makes them: every
+    "<image>" expanded to the model's visual tokens, bos prepended by the tokenizer."""
+    if prompt.count("<image>") != n_images:
+        raise MMUError(f"official prompt has {prompt.count('<image>')} <image> placeholders for "
+                       f"{n_images} images: {prompt[:120]!r}")
+    text = prompt.replace("<image>", adapter.image_token * adapter.n_image_tokens)
+    return adapter.tokenizer(text)["input_ids"]
+
+
+def _collate(adapter, ids: Sequence[list[int]], pixels: Sequence[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    pad = adapter.tokenizer.pad_token_id
+    n = max(len(s) for s in ids)
+    input_ids = torch.full((len(ids), n), pad, dtype=torch.long)
+    attn = torch.zeros((len(ids), n), dtype=torch.long)
+    for r, s in enumerate(ids):  # left padding: every row's prompt ends at the last column
+        input_ids[r, n - len(s):] = torch.tensor(s)
+        attn[r, n - len(s):] = 1
+    out = {"input_ids": input_ids, "attention_mask": attn}
+    px = [p for p in pixels if p is not None]
+    if px:  # LLaVA fills image-token positions in row-major order: rows' images concatenated
+        out.update(adapter.vision_inputs(torch.cat(px), input_ids))
+    return {k: v.to(adapter.device) for k, v in out.items()}
+
+
+def generate(adapter, examples: Sequence[Example], max_new_tokens: Sequence[int] | int = 50,
+             batch_size: int = 32) -> list[str]:
+    """Greedy generations (new tokens only, special tokens skipped), batched with left padding.
+    Examples are grouped by length so batches pad little; results come back in input order."""
+    budgets = [max_new_tokens] * len(examples) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    cache: dict[int, torch.Tensor] = {}
+    ids = [encode_prompt(adapter, ex.prompt, len(ex.images)) for ex in examples]
+    order = sorted(range(len(examples)), key=lambda i: (budgets[i], len(ids[i]), i))
+    texts: list[str] = [""] * len(examples)
+    adapter.model.eval()
+    with torch.no_grad():
+        for b in range(0, len(order), batch_size):
+            chunk = order[b:b + batch_size]
+            batch = _collate(adapter, [ids[i] for i in chunk],
+                             [_pixels(adapter, examples[i].images, cache) for i in chunk])
+            out = adapter.model.generate(**batch, max_new_tokens=max(budgets[i] for i in chunk), do_sample=False,
+                                         pad_token_id=adapter.tokenizer.pad_token_id,
+                                         eos_token_id=adapter.tokenizer.eos_token_id)
+            new = out[:, batch["input_ids"].shape[1]:]
+            for i, t in zip(chunk, adapter.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                texts[i] = t
+    return texts
+
+
+def visible_prompt(prompt: str) -> str:
+    """The prompt as eval.py's ``decode(..., skip_special_tokens=True)`` shows it (no images)."""
+    return prompt.replace("<image>", "")
+
+
+# ---------------------------------------------------------------- scoring
+def score(kind: str, task: dict, ex: Example, generation: str) -> dict:
+    """Parse one generation with eval.py's rule (applied, as there, to prompt + generation) and
+    score it."""
+    full = visible_prompt(ex.prompt) + generation
+    if task["parse"] == "letter":
+        pred = parse_letter(full)
+        return {"parsed": pred, "correct": pred == ex.gold}
+    ans = parse_answer(full)
+    rec: dict[str, Any] = {"parsed": ans}
+    if kind == "cloze":
+        rec["correct"] = ex.gold.lower() in ans.lower()
+    else:
+        from .evaluate import rouge
+
+        s = rouge().score(ex.gold, ans)
+        rec.update(rouge1=s["rouge1"].fmeasure, rouge2=s["rouge2"].fmeasure, rougeL=s["rougeL"].fmeasure,
+                   bleu=bleu(ex.gold, ans))
+    return rec
+
+
+_FIELD = {"acc": "correct", "rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL", "bleu": "bleu"}
+
+
+def evaluate_official(adapter, tasks: dict[str, Sequence[dict]], cfg) -> tuple[dict[str, float], list[dict]]:
+    """``evaluate`` under an official protocol: (metrics, per-sample records with the prompt,
+    the raw generation and the parsed answer). Keys are the suite's
+    ``<split>.<modality>.<kind>.<metric>`` (fractions; the paper prints accuracies in %)."""
+    pid = cfg.protocol
+    doc = load_protocol(pid)
+    examples = build_examples(tasks, pid, shots=cfg.shots, seed=cfg.fewshot_seed)
+    budgets = [doc["tasks"][ex.item["kind"]]["max_new_tokens"] for ex in examples]
+    gens = generate(adapter, examples, budgets, batch_size=cfg.batch_size)
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    samples: list[dict] = []
+    for ex, g in zip(examples, gens):
+        it, kind = ex.item, ex.item["kind"]
+        s = score(kind, doc["tasks"][kind], ex, g)
+        groups[(ex.split, it["modality"], kind)].append(s)
+        rec = {"split": ex.split, "id": it["id"], "entity_id": it["entity_id"], "modality": it["modality"],
+               "kind": kind, "answer": ex.gold, "prompt": ex.prompt, "generation": g, "shots": ex.shots}
+        rec.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in s.items()})
+        samples.append(rec)
+    metrics: dict[str, float] = {}
+    for (split, modality, kind), scored in groups.items():
+        for metric in doc["tasks"][kind]["metrics"]:
+            metrics[f"{split}.{modality}.{kind}.{metric}"] = round(
+                float(np.mean([float(s[_FIELD[metric]]) for s in scored])), 6)
+        metrics[f"{split}.{modality}.{kind}.n"] = len(scored)
+    return dict(sorted(metrics.items())), samples
+
+
+# ---------------------------------------------------------------- training in the official style
+def styles(recipe) -> tuple[str, ...]:
+    """The recipe's prompt styles, validated."""
+    value = getattr(recipe, "prompt_styles", "suite")
+    out = tuple(s.strip() for s in value.split(",") if s.strip())
+    bad = [s for s in out if s not in PROMPT_STYLES]
+    if not out or bad:
+        raise MMUError(f"zoo recipe prompt_styles {value!r}: expected a comma-separated subset of "
+                       f"{', '.join(PROMPT_STYLES)} (e.g. 'suite' or 'suite,official')")
+    return out
+
+
+def style_protocol(world) -> str:
+    """The protocol a world's official-style training follows: its own, else MLLMU-Bench's (the
+    synthetic world exports MLLMU-Bench's layout)."""
+    name = getattr(world, "name", "")
+    return f"{name}/official" if protocol_file(name, "official").is_file() else "mllmu/official"
+
+
+def training_examples(items: Sequence[dict], pid: str, seed: int) -> list[tuple[str, list, str]]:
+    """(prompt, images, target) per item in the official layout: mcq and cloze with a few-shot
+    prefix of other profiles half of the time (eval uses shots on the synthetic splits, not for
+    real-person mcq), generation zero-shot. Targets follow the prompt's end: " A" after
+    "ASSISTANT:", "A" after "ASSISTANT: "."""
+    doc = load_protocol(pid)
+    rng = random.Random(f"{seed}|official-train")
+    by_entity: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        by_entity[it["entity_id"]].append(it)
+    entities = list(by_entity)
+    out = []
+    for it in items:
+        kind = it["kind"]
+        task = doc["tasks"].get(kind)
+        if task is None:
+            continue
+        fewshot, images = "", []
+        if task["shots"] > 0 and rng.random() < 0.5:
+            others = [e for e in entities if e != it["entity_id"]]
+            for eid in sorted(rng.sample(others, min(task["shots"], len(others))), key=entities.index):
+                seen: set[str] = set()
+                for s in by_entity[eid]:  # one copy of each question (vqa repeats per rendering)
+                    if s["kind"] != kind or s["modality"] != it["modality"] or s["question"] in seen:
+                        continue
+                    seen.add(s["question"])
+                    fewshot += shot_text(task, kind, s)
+                    if s["modality"] == "vqa":
+                        images.append(s["image"])
+        prompt = query_text(task, kind, it, fewshot)
+        if it["modality"] == "vqa":
+            images.append(it["image"])
+        gold = gold_of(kind, it)
+        out.append((prompt, images, gold if prompt.endswith(" ") else " " + gold))
+    return out
+
+
+def encode_training(adapter, examples: Sequence[tuple[str, list, str]]):
+    """Encoded examples (prompt ids, target ids + eos, stacked pixels) for the zoo's trainer."""
+    from .adapter import Encoded
+
+    cache: dict[int, torch.Tensor] = {}
+    eos = adapter.tokenizer.eos_token_id
+    return [Encoded(encode_prompt(adapter, p, len(ims)),
+                    adapter.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos],
+                    _pixels(adapter, ims, cache))
+            for p, ims, t in examples]
+
+
+def styled_encode(recipe, world, adapter, items: Sequence[dict]):
+    """What the zoo trains on for ``items``: the suite's encoding, plus the official-style
+    examples when the recipe's prompt_styles ask for them (the default adds nothing)."""
+    st = styles(recipe)
+    out = adapter.encode(items) if "suite" in st else []
+    if "official" in st:
+        pid = style_protocol(world)
+        out = out + encode_training(adapter, training_examples(items, pid, recipe.seed))
+    return out
+
+
+def style_corpus(recipe, world) -> list[str]:
+    """Extra tokenizer corpus of the recipe's styles (none for the default)."""
+    return protocol_strings(style_protocol(world)) if "official" in styles(recipe) else []
