@@ -314,8 +314,16 @@ def cmd_ls(args: argparse.Namespace) -> int:
     """``mmu-bench ls KIND``: registered names of one kind with description and providing plugin."""
     from tabulate import tabulate
 
-    rows = Registry(get_plugin_manager(_cli_disabled(args))).describe(args.kind)
-    if rows:
+    reg = Registry(get_plugin_manager(_cli_disabled(args)))
+    rows = reg.describe(args.kind)
+    if rows and args.kind == "metrics":  # pattern, direction(s), stage: what the tables read
+        from .metrics import _as_spec
+
+        objs = reg.registry("metrics")
+        specs = {n: _as_spec(o) for n, o in objs.items()}
+        print(tabulate([(n, specs[n].directions_text() or "-", specs[n].stage, d, plugin) for n, d, plugin in rows],
+                       headers=["pattern", "better", "stage", "description", "plugin"]))
+    elif rows:
         print(tabulate(rows, headers=["name", "description", "plugin"]))
     else:
         print(f"no {args.kind} registered")
@@ -326,7 +334,7 @@ def add_commands(subparsers: Any) -> None:
     """Add the ``plugins`` and ``ls`` sub-commands to the CLI's sub-parser set."""
     p = subparsers.add_parser("plugins", help="list installed plugins with distribution, version and hooks")
     p.set_defaults(func=cmd_plugins)
-    ls = subparsers.add_parser("ls", help="list registered methods, benchmarks, models, metrics or protocols")
+    ls = subparsers.add_parser("ls", help="list registered methods, benchmarks, models, metrics, protocols or settings")
     ls.add_argument("kind", choices=KINDS)
     ls.set_defaults(func=cmd_ls)
 

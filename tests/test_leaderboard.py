@@ -387,3 +387,68 @@ def test_a_run_without_a_setting_is_skipped_with_the_reason(tmp_path):
     warned = []
     assert lb.collect([tmp_path], warn=warned.append) == []
     assert "records no unlearning setting" in warned[0]
+
+
+class _RobustnessPlugin:
+    """A third party's protocol with its own columns and metric specs (test only)."""
+
+    class Protocol:
+        name = "test_robust"
+        description = "a plugin protocol that reports two keys"
+
+        @staticmethod
+        def columns(setting):
+            return ["robust.leak", "robust.kept", "forget.vqa.mcq.acc"]
+
+    from mmu_bench.hookspecs import hookimpl as _hookimpl
+
+    @_hookimpl
+    def mmu_bench_protocols(self):
+        return [self.Protocol]
+
+    @_hookimpl
+    def mmu_bench_metrics(self):
+        from mmu_bench.metrics import MetricSpec
+
+        return [MetricSpec("robust.leak", "forget knowledge that leaks back under the plugin's attack", "down",
+                           "test_robust"),
+                MetricSpec("robust.kept", "retain knowledge after it", "up", "test_robust")]
+
+
+@pytest.fixture()
+def robust_plugin():
+    from mmu_bench import plugins
+
+    plugins.reset()
+    pm = plugins.get_plugin_manager()
+    pm.register(_RobustnessPlugin(), name="test-robust")
+    yield
+    pm.unregister(name="test-robust")
+    plugins.reset()
+
+
+def test_a_plugin_metric_is_shown_like_a_builtin(tmp_path, robust_plugin, capsys):
+    from mmu_bench.cli import main
+    from mmu_bench.report import protocol_columns, results_table
+
+    for seed, (leak, kept) in enumerate([(0.4, 0.9), (0.2, 0.7)]):
+        make_run(tmp_path, "ga", seed, metrics(0.3) | {"robust.leak": leak, "robust.kept": kept}, protocol="test_robust")
+    make_run(tmp_path, "npo", 0, metrics(0.3) | {"robust.leak": 0.1, "robust.kept": 0.95}, protocol="test_robust")
+    g = group(tmp_path)
+    # the plugin protocol's declared columns, with the arrows its specs give
+    assert g.keys[:3] == ["robust.leak", "robust.kept", "forget.vqa.mcq.acc"]
+    assert g.best("robust.leak") == {"npo"} and g.best("robust.kept") == {"npo"}
+    md = lb.render([g], "md")
+    assert "robust.leak ↓" in md and "robust.kept ↑" in md
+    tex = lb.render([g], "latex")
+    assert r"robust.leak $\downarrow$" in tex
+    # the run table of `mmu-bench run` reads the same specs
+    from mmu_bench.settings import VISUAL
+
+    table = results_table({"ga": {"robust.leak": 0.3}}, protocol_columns("test_robust", VISUAL), "visual")
+    assert "robust.leak ↓" in table and "robust.kept ↑" in table
+    # and `mmu-bench ls metrics` lists them with their plugin
+    assert main(["ls", "metrics"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("robust.leak"))
+    assert "↓" in line and "test_robust" in line and "test-robust" in line
