@@ -46,6 +46,8 @@ def attack_scores(adapter, items: Sequence[dict], reference=None, batch_size: in
         lp, mu, sigma = r["logprobs"][:-1], r["mu"][:-1], r["sigma"][:-1]  # drop eos
         if len(lp) == 0:
             lp, mu, sigma = r["logprobs"], r["mu"], r["sigma"]
+        # float32 before sorting and z-scoring: bf16 log-probs (GPU runs) tie and round Min-K away
+        lp, mu, sigma = lp.float(), mu.float(), sigma.float()
         nll = float(-lp.mean())
         out["loss"].append(-nll)
         out["zlib"].append(float(lp.sum()) / len(zlib.compress(it["answer"].encode())))
@@ -69,8 +71,10 @@ def check_attacks(attacks: Sequence[str]) -> list[str]:
 
 
 def mia_aucs(adapter, members: Sequence[dict], nonmembers: Sequence[dict], reference=None,
-             attacks: Sequence[str] | None = None) -> dict[str, float]:
-    """{"<modality>.<attack>": AUC of is-member}, per modality (vqa, qa)."""
+             attacks: Sequence[str] | None = None, samples: list | None = None) -> dict[str, float]:
+    """{"<modality>.<attack>": AUC of is-member}, per modality (vqa, qa). ``samples``: a list that
+    receives one record per scored item (id, modality, member, every attack's score), so any AUC
+    can be recomputed from a run's samples.jsonl."""
     from .errors import MMUError
 
     if not members:
@@ -88,6 +92,12 @@ def mia_aucs(adapter, members: Sequence[dict], nonmembers: Sequence[dict], refer
         s_mem = attack_scores(adapter, mem, reference)
         s_non = attack_scores(adapter, non, reference)
         labels = np.r_[np.ones(len(mem)), np.zeros(len(non))]
+        if samples is not None:
+            for member, group, scores in ((True, mem, s_mem), (False, non, s_non)):
+                for i, it in enumerate(group):
+                    samples.append({"split": "mia", "id": it["id"], "entity_id": it["entity_id"],
+                                    "modality": modality, "kind": "mia", "member": member,
+                                    "scores": {a: round(v[i], 6) for a, v in scores.items()}})
         for attack in s_mem:
             if keep is not None and attack not in keep:
                 continue

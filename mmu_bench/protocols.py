@@ -117,12 +117,13 @@ class MIAProtocol:
         self.reference_attack = reference_attack
         self.attacks = check_attacks(attacks.split(",")) if attacks else None
 
-    def _aucs(self, model, benchmark, split: str) -> dict[str, float]:
+    def _aucs(self, model, benchmark, split: str, samples: list | None = None) -> dict[str, float]:
         from .mia import mia_aucs
 
         tasks = benchmark.tasks(split)
         ref = benchmark.load("base", split) if self.reference_attack else None
-        return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref, attacks=self.attacks)
+        return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref, attacks=self.attacks,
+                        samples=samples)
 
     def oracle_aucs(self, benchmark, split: str) -> dict[str, dict[str, float]]:
         import json
@@ -155,7 +156,10 @@ class MIAProtocol:
         metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
         t1 = time.time()
         oracle = self.oracle_aucs(benchmark, split)
-        metrics.update(mia_metrics(self._aucs(model, benchmark, split), oracle["retrain"], oracle["retrain_visual"]))
+        mia_samples: list[dict] = []  # per-item attack scores: any AUC can be recomputed from samples.jsonl
+        metrics.update(mia_metrics(self._aucs(model, benchmark, split, mia_samples), oracle["retrain"],
+                                   oracle["retrain_visual"]))
+        samples = samples + mia_samples
         return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
                               {"unlearn": t_unlearn, "evaluate": round(t1 - t0, 2), "mia": round(time.time() - t1, 2)},
                               {"oracle_auc": oracle}, model=model)

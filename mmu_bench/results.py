@@ -81,14 +81,16 @@ def environment() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    """The commit of the source tree this package runs from (git itself: packed refs, worktrees),
+    or None outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (head.parent / ref[5:]).read_text().strip()
-        return ref
-    except OSError:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
         return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def write_run(path: Path, config: dict, metrics_doc: dict, samples: list[dict],

@@ -47,6 +47,19 @@ def test_mia_protocol_reports_auc_and_privleak(cache_dir, small_zoo, tmp_path):
     oracle = o.doc["protocol"]["oracle_auc"]
     assert oracle["finetuned"]["vqa.loss"] > m["mia.vqa.loss.auc"]  # unlearning lowered membership signal
     assert "forget.vqa.mcq.acc" in m  # the static metrics come too
+    # per-sample attack scores are saved: every AUC can be recomputed from samples.jsonl
+    import json
+
+    from sklearn.metrics import roc_auc_score
+
+    recs = [json.loads(line) for line in (o.path / "samples.jsonl").read_text().splitlines()]
+    mia = [r for r in recs if r["split"] == "mia"]
+    for mod in ("vqa", "qa"):
+        rs = [r for r in mia if r["modality"] == mod]
+        assert {r["member"] for r in rs} == {True, False}
+        for attack in ("loss", "mink40", "minkpp20"):
+            auc = roc_auc_score([r["member"] for r in rs], [r["scores"][attack] for r in rs])
+            assert auc == pytest.approx(m[f"mia.{mod}.{attack}.auc"], abs=1e-5)
 
 
 def test_forget_quality_compares_distributions():

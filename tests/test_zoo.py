@@ -113,3 +113,52 @@ def test_lora_zoo_changes_only_the_llm_targets_and_saves_plain_weights(tmp_path,
     with pytest.raises(MMUError, match="lora_targets 'qq_proj' match no linear layer"):
         Zoo(small_world, recipe=ZooRecipe(base_steps=3, finetune_steps=3, lora_rank=4, lora_targets="qq_proj"),
             cache_dir=tmp_path, progress=False).path("finetuned")
+
+
+# ---------------------------------------------------------------- the pinned (shipped) zoo
+
+
+def test_the_shipped_zoo_matches_its_manifest_and_is_what_a_default_run_uses(tmp_path):
+    from pathlib import Path
+
+    from mmu_bench.zoo import PINNED_DIR, PINNED_MANIFEST, verify_pinned
+
+    roots = sorted(p.parent for p in PINNED_DIR.glob(f"*/{PINNED_MANIFEST}"))
+    assert roots, f"no shipped zoo under {PINNED_DIR}"
+    for root in roots:
+        assert verify_pinned(root) == [], root
+        manifest = json.loads((root / PINNED_MANIFEST).read_text())
+        assert manifest["zoo_key"] == root.name and manifest["trained_on"]["cpu"]
+        assert set(manifest["entries"]) >= {"base", "finetuned", "retrain-forget_10", "retrain_visual-forget_10"}
+    # the default world and recipe resolve to the shipped weights, nothing is trained
+    zoo = Zoo(cache_dir=tmp_path, progress=False, device="cpu")
+    assert zoo.weights == "pinned" and zoo.pinned == PINNED_DIR / zoo.key
+    assert Path(zoo.path("retrain_visual", "forget_10")).parent == zoo.pinned
+    assert not (tmp_path / "zoo" / zoo.key).exists()
+    # --zoo local: the same recipe trained into the cache, its numbers cached apart
+    local = Zoo(cache_dir=tmp_path, progress=False, device="cpu", weights="local")
+    assert local.weights == "local" and local.key == zoo.key and local.root != zoo.root
+    # another recipe has no shipped zoo
+    assert Zoo(cache_dir=tmp_path, progress=False, recipe=ZooRecipe(seed=1)).weights == "local"
+
+
+def test_a_corrupt_shipped_file_is_an_error_not_a_silent_rebuild(tmp_path, small_zoo, monkeypatch):
+    import shutil
+
+    import mmu_bench.zoo as zoo_mod
+    from mmu_bench.zoo import pin, verify_pinned
+
+    dest = pin(small_zoo, splits=["forget_10"], dest=tmp_path / "pinned")  # what `world build --pin` does
+    assert verify_pinned(dest) == []
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    assert manifest["forget_splits"] == ["forget_10"] and manifest["recipe"]["finetune_steps"] == 700
+    monkeypatch.setattr(zoo_mod, "PINNED_DIR", tmp_path / "pinned")
+    shipped = Zoo(SMALL_WORLD, recipe=small_zoo.recipe, cache_dir=tmp_path / "c", progress=False, device="cpu")
+    assert shipped.weights == "pinned"
+    shipped.load("finetuned")  # loads from the shipped folder
+    weights = dest / "finetuned" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+    assert verify_pinned(dest) == ["finetuned/model.safetensors does not match its sha256"]
+    with pytest.raises(MMUError, match=r"shipped zoo entry .*finetuned is corrupt .*--zoo local"):
+        shipped.path("finetuned")
+    shutil.rmtree(dest)
