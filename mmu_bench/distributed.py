@@ -14,7 +14,7 @@ the same program on the same data. :func:`mmu_bench.engine.train` then trains da
   sizes divisible by the number of processes), and for a token-mean loss whose loss function
   declares its tokens with ``weigh``; a term that couples examples (in-batch negatives) is
   approximated by its per-shard value;
-- clipping, the AdamW step and ``project_update`` then run identically on every process; the
+- the method's ``before_step``, clipping, the AdamW step and ``after_step`` then run identically on every process; the
   stopping rule's answer is rank 0's; only rank 0 shows progress bars.
 
 ``train`` is therefore a collective call: every process must make it, with the same steps. Work

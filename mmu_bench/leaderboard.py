@@ -4,7 +4,7 @@ Python API::
 
     from mmu_bench import leaderboard as lb
     records = lb.collect(["runs"])            # every finished run under runs/
-    groups = lb.aggregate(records)            # one table per (benchmark, model, protocol, split)
+    groups = lb.aggregate(records)            # one table per (benchmark, model, setting, protocol, split)
     print(lb.render(groups, "md"))            # md | latex | csv | html
     lb.plot(groups, "plots")                  # PNG scatter (+ continual curves) per table
 
