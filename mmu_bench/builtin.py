@@ -35,6 +35,9 @@ METRICS = [
     # ---- membership inference (mmu_bench/mia.py)
     MetricSpec("mia.*.auc", "membership-inference AUC, forget (members) vs holdout (non-members); "
                "finetuned ~1, a good unlearning ~ the oracle's (~0.5)", "down", "mia"),
+    MetricSpec("mia.qa.*.auc", "text-route membership AUC: in the visual setting the text facts stay, so it "
+               "should stay high like retrain_visual's; in full it should fall like retrain's",
+               {"visual": "up", "full": "down"}, "mia"),
     MetricSpec("mia.*.privleak*", "PrivLeak (MUSE) = (AUC - AUC_oracle) / AUC_oracle x 100 vs retrain; "
                "*_visual vs retrain_visual; 0 ideal, > 0 under-, < 0 over-unlearning", "zero", "mia"),
     # ---- continual (mmu_bench/protocols.py)
@@ -47,6 +50,8 @@ METRICS = [
     MetricSpec("relearn.*", "relearning attack: forget vqa mcq acc of the held-back entities", "down", "relearn"),
     MetricSpec("relearn.recovery", "(acc after relearn - after unlearn) / (finetuned - after unlearn) "
                "on held-back entities; 0 = nothing came back", "down", "relearn"),
+    MetricSpec("relearn.acc_finetuned", "the finetuned model's forget vqa mcq acc on the held-back entities "
+               "(the ceiling recovery is measured against)", "up", "relearn"),
     MetricSpec("relearn.acc_attack_entities", "forget vqa mcq acc of the entities the attack trained on "
                "(sanity: the attack itself worked)", "down", "relearn"),
     # ---- leaderboard aggregates (definitions per setting: mmu_bench/settings.py)

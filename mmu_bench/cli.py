@@ -369,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--setting", default="visual",
                    help="visual (default: forget the image route, keep text knowledge) | full (forget both) "
                         "(mmu-bench ls settings)")
-    r.add_argument("--protocol", default="static", help="static | continual | mia | relearn (mmu-bench ls protocols)")
+    r.add_argument("--protocol", default="static", help="static | continual | mia | relearn | attacks (mmu-bench ls protocols)")
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
                    help="relearn: fraction of forget entities the attack trains on (default 0.5)")
@@ -400,12 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "released prompts, parsing and metrics; docs/benchmarks.md)")
     r.add_argument("--shots", type=int, default=None, help="official protocol: few-shot profiles per task")
     r.set_defaults(func=cmd_run)
-    sw = sub.add_parser("sweep", help="run a grid of methods x seeds x forget splits x protocols (resumable)")
+    sw = sub.add_parser("sweep", help="run a grid of settings x methods x seeds x forget splits x protocols (resumable)")
     sw.add_argument("--methods", default=None, help="comma-separated method names")
     sw.add_argument("--seeds", default="0")
     sw.add_argument("--forget-splits", default="forget_10")
     sw.add_argument("--protocols", default="static")
-    sw.add_argument("--settings", default="visual", help="comma-separated settings (a grid axis): visual, full")
+    sw.add_argument("--settings", default="visual", help="comma-separated settings, a grid axis (default visual; mmu-bench ls settings)")
     sw.add_argument("--spec", default=None, help="YAML sweep spec (methods, seeds, forget_splits, protocols, hyper, common)")
     sw.add_argument("--set", action="append", default=[], metavar="[METHOD:]KEY=VALUE",
                     help="hyper-parameter for every method, or for one with METHOD:KEY=VALUE")
