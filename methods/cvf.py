@@ -44,14 +44,14 @@ from mmu_bench.nullspace import Moments, build_projection, collect_moments, line
 
 @dataclass
 class CVFHyper(Hyper):
-    steps: int = hp(300, "maximum optimizer steps (the stopping rule usually ends earlier)")
-    lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0")
-    batch_size: int = hp(16, "forget images per step")
-    retain_batch_size: int = hp(32, "retain images per step")
-    tau: float = hp(0.07, "InfoNCE temperature")
+    steps: int = hp(300, "maximum optimizer steps (the stopping rule usually ends earlier)", min=1)
+    lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0", gt=0)
+    batch_size: int = hp(16, "forget images per step", min=1)
+    retain_batch_size: int = hp(32, "retain images per step", min=1)
+    tau: float = hp(0.07, "InfoNCE temperature", gt=0)
     target: Literal["knn", "base", "blank"] = hp("knn", "positive for forget images: knn (mean of the k nearest "
                                                  "retain embeddings), base (base model's embedding), blank")
-    knn_k: int = hp(5, "neighbours for target=knn")
+    knn_k: int = hp(5, "neighbours for target=knn", min=1)
     feature: str = hp("projector", "feature point: projector, or llm_layer:N (LLM hidden state N over the visual tokens)")
     retain_loss: Literal["distill", "infonce"] = hp("distill", "retain term: feature distillation or InfoNCE")
     retain_weight: float = hp(1.0, "lambda_r, weight of the retain term")
@@ -68,7 +68,7 @@ class CVFHyper(Hyper):
     selective_k: int = hp(8, "directions per layer for subspace=forget_selective")
     stop_rule: bool = hp(True, "stop on validation renderings of the forget entities")
     stop_forget_acc: float = hp(0.3, "stop when forget validation vqa mcq accuracy <= this (chance 0.25)")
-    eval_every: int = hp(10, "steps between stopping-rule checks")
+    eval_every: int = hp(10, "steps between stopping-rule checks", min=1)
     replay: bool = hp(True, "continual: keep the forget term on earlier requests' images")
     replay_stop: bool = hp(False, "continual with replay: the stopping rule also waits for earlier requests' "
                                  "validation renderings")

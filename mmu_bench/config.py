@@ -74,10 +74,23 @@ def apply_overrides(cls_or_obj: Any, overrides: dict[str, Any], what: str):
             valid = f"Valid keys: {', '.join(fields)}" if fields else "It takes no keys."
             raise MMUError(f"unknown {what} key {key!r}.{hint} {valid}")
         current[key] = _convert(value, hints[key], f"{what} key {key!r}")
+        _check_bounds(current[key], fields[key].metadata, f"{what} key {key!r}")
     try:
         return cls(**current)
     except (TypeError, ValueError) as e:
         raise MMUError(f"{what}: {e}") from None
+
+
+def _check_bounds(value: Any, meta: Any, what: str) -> None:
+    """Bounds declared on a field (``hp(..., min=1)``, ``gt=0``, ``max=1``) as one clear error."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    if "min" in meta and value < meta["min"]:
+        raise MMUError(f"{what}: {value!r} is below its minimum; expected >= {meta['min']}")
+    if "gt" in meta and value <= meta["gt"]:
+        raise MMUError(f"{what}: {value!r} is out of range; expected > {meta['gt']}")
+    if "max" in meta and value > meta["max"]:
+        raise MMUError(f"{what}: {value!r} is above its maximum; expected <= {meta['max']}")
 
 
 def parse_pairs(pairs: list[str] | None, what: str) -> dict[str, str]:

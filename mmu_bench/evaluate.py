@@ -61,6 +61,8 @@ class EvalConfig:
     def __post_init__(self):
         if self.mcq_mode not in ("loglik", "generate"):
             raise MMUError(f"mcq mode {self.mcq_mode!r} unknown; expected 'loglik' or 'generate'")
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise MMUError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if self.protocol != "loglik":
             from .official import load_protocol
 

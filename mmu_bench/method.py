@@ -171,20 +171,20 @@ def resolve_trainable(trainable: str, setting: str) -> str:
 
 @dataclass
 class GradientHyper(Hyper):
-    steps: int = hp(40, "optimizer steps")
-    lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)")
-    batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)")
+    steps: int = hp(40, "optimizer steps", min=1)
+    lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)", gt=0)
+    batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)", min=1)
     trainable: Trainable = hp("auto", "which part trains: auto (the setting's: vision in visual, llm in full) "
                                       "| llm | vision (tower + projector) | all")
     lora: bool = hp(False, "train LoRA adapters (peft) on the LLM's linear layers instead of full weights "
                            "(the LLM must train: trainable=llm, or auto in the full setting); merged afterwards")
-    lora_rank: int = hp(16, "LoRA rank (MLLMU-Bench uses 16)")
-    lora_alpha: int = hp(32, "LoRA alpha")
+    lora_rank: int = hp(16, "LoRA rank (MLLMU-Bench uses 16)", min=1)
+    lora_alpha: int = hp(32, "LoRA alpha", gt=0)
     lora_targets: str = hp("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                            "comma-separated LLM module names that get LoRA adapters")
-    warmup: float = hp(0.1, "warmup fraction of steps")
-    grad_clip: float = hp(1.0, "max gradient norm (0 disables)")
-    weight_decay: float = hp(0.0, "AdamW weight decay")
+    warmup: float = hp(0.1, "warmup fraction of steps", min=0, max=1)
+    grad_clip: float = hp(1.0, "max gradient norm (0 disables)", min=0)
+    weight_decay: float = hp(0.0, "AdamW weight decay", min=0)
 
 
 def select_parameters(model: LlavaAdapter, trainable: str) -> list[nn.Parameter]:

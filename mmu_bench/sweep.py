@@ -95,6 +95,38 @@ def _progress_line(i: int, n: int, r: dict[str, Any]) -> str:
     return f"[{i}/{n}] {r['run']}: {r['status']}" + (f" ({r['error']})" if r["status"] == "failed" else "")
 
 
+def _supported(grid: list[dict[str, Any]], log) -> list[dict[str, Any]]:
+    """Check every grid point's names before anything runs (an unknown method, setting, protocol,
+    split or hyper-parameter is a MMUError now, not one failed run per point), and leave out the
+    (method, setting) pairs the method does not support (e.g. cvf in full), saying so once."""
+    from .run import RunSpec, resolve
+    from .settings import check_method_setting
+
+    from .plugins import get_registry
+
+    reg = get_registry()
+    keep, told = [], set()
+    for kw in grid:
+        spec = RunSpec(**kw)
+        try:
+            method_cls, setting = reg.get("methods", spec.method), reg.get("settings", spec.setting)
+        except MMUError as e:
+            raise MMUError(f"sweep point {_label(kw)}: {e}") from None
+        try:
+            check_method_setting(method_cls, setting)
+        except MMUError as e:
+            if (spec.method, spec.setting) not in told:
+                told.add((spec.method, spec.setting))
+                log(f"sweep: leaving out {spec.method} in setting {spec.setting}: {e}")
+            continue
+        try:
+            resolve(spec)
+        except MMUError as e:
+            raise MMUError(f"sweep point {_label(kw)}: {e}") from None
+        keep.append(kw)
+    return keep
+
+
 def run_one(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run one grid point; never raises: returns {status, path, error, seconds}."""
     from .run import RunSpec, run
@@ -170,7 +202,7 @@ def sweep(spec: SweepSpec, executor: str = "local", ray_address: str | None = No
     if jobs < 1:
         raise MMUError(f"jobs must be at least 1, got {jobs}")
     t0 = time.time()
-    grid = spec.runs()
+    grid = _supported(spec.runs(), log)
     if executor == "local" and jobs > 1:
         prepare_grid(grid, log)
         results = _run_pool(grid, jobs, log)

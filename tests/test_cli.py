@@ -62,3 +62,36 @@ def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
     r = _run("world", "build", "--no-zoo", "--cache-dir", str(blocker / "cache"))
     assert r.returncode == 2 and "is not writable" in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--method", "ga", "--seed", "-5"], "-5 is negative"),
+    (["run", "--method", "ga", "--max-new-tokens", "0"], "max_new_tokens must be an integer >= 1"),
+    (["run", "--method", "ga", "--set", "steps=-4"], "'steps': -4 is below its minimum; expected >= 1"),
+    (["run", "--method", "cvf", "--set", "lr=0"], "'lr': 0.0 is out of range; expected > 0"),
+    (["run", "--method", "cvf", "--setting", "full"], "supports setting visual only"),
+    (["sweep", "--methods", "ga", "--seeds", "a,b"], "--seeds: 'a' is not an integer"),
+    (["sweep", "--methods", "ga", "--settings", "fulll"], "unknown setting 'fulll'. Did you mean 'full'?"),
+    (["sweep", "--methods", "gaa"], "unknown method 'gaa'. Did you mean 'ga'?"),
+])
+def test_bad_values_are_one_line_before_any_work(argv, message, tmp_path, capsys):
+    from mmu_bench.cli import main
+
+    try:
+        rc = main(["-q", *argv, "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")])
+    except SystemExit as e:  # argparse's own type errors
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache" / "zoo").exists()  # nothing built
+
+
+def test_a_sweep_leaves_out_unsupported_method_setting_pairs():
+    from mmu_bench.sweep import SweepSpec, _supported
+
+    said = []
+    grid = _supported(SweepSpec(methods=["cvf", "ga"], settings=["visual", "full"], seeds=[0, 1]).runs(), said.append)
+    assert [(kw["setting"], kw["method"]) for kw in grid] == [("visual", "cvf")] * 2 + [("visual", "ga")] * 2 + \
+        [("full", "ga")] * 2
+    assert len(said) == 1 and "leaving out cvf in setting full" in said[0]
