@@ -37,12 +37,12 @@ def _sweep(methods, seeds, setting, split, out: Path, zoo_seed: int, jobs: int, 
     return sweep(spec, jobs=jobs)
 
 
-def _cells(out: Path, setting: str):
+def _cells(out: Path, setting: str, split: str):
     """{method: {metric: [value per unlearning seed]}} and the reference rows of one zoo."""
     from mmu_bench import leaderboard as lb
 
-    groups = lb.aggregate(lb.collect([out]), setting=setting)
-    (g,) = [g for g in groups if g.protocol == "static"]
+    groups = lb.aggregate(lb.collect([out / "synthetic" / "tiny-llava" / setting]), setting=setting)
+    (g,) = [g for g in groups if g.protocol == "static" and g.forget_split == split]
     cells, refs = {}, {}
     for r in g.rows:
         if r.kind == "reference":
@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--setting", default="visual")
     ap.add_argument("--split", default="forget_10")
     ap.add_argument("--out", default="runs-zooseed")
+    ap.add_argument("--out0", default=None, help="results folder of zoo seed 0 (default OUT/zoo-seed0); pass the "
+                                                 "leaderboard's (runs-leaderboard) to reuse its runs")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--md", default=None, help="also write the tables to this Markdown file")
@@ -76,12 +78,12 @@ def main() -> None:
     t0 = time.time()
     per_zoo = {}
     for z in zoo_seeds:
-        out = Path(args.out) / f"zoo-seed{z}"
+        out = Path(args.out0) if z == 0 and args.out0 else Path(args.out) / f"zoo-seed{z}"
         res = _sweep(methods, seeds, args.setting, args.split, out, z, args.jobs, args.cache_dir)
         failed = [r for r in res["results"] if r["status"] == "failed"]
         for r in failed:
             print(f"failed: {r['run']}: {r['error']}")
-        per_zoo[z] = _cells(out, args.setting)
+        per_zoo[z] = _cells(out, args.setting, args.split)
     wall = time.time() - t0
 
     lines = [f"Zoo-seed study: setting {args.setting}, {args.split}, zoo seeds {zoo_seeds} (0 = the shipped zoo), "
