@@ -71,6 +71,12 @@ def load_protocol(pid: str) -> dict:
     if not path.is_file():
         raise MMUError(f"eval protocol file {path} not found")
     doc = yaml.safe_load(path.read_text())
+    if isinstance(doc, dict) and doc.get("benchmark") == "clear":  # TOFU-style: its own schema
+        from .official_clear import check
+
+        check(doc, str(path))
+        doc["path"] = str(path)
+        return doc
     for key in ("benchmark", "modes", "tasks", "fewshot_seed"):
         if key not in doc:
             raise MMUError(f"{path}: missing top-level field {key!r}")
@@ -323,6 +329,10 @@ def evaluate_official(adapter, tasks: dict[str, Sequence[dict]], cfg) -> tuple[d
     ``<split>.<modality>.<kind>.<metric>`` (fractions; the paper prints accuracies in %)."""
     pid = cfg.protocol
     doc = load_protocol(pid)
+    if doc["benchmark"] == "clear":
+        from .official_clear import evaluate_clear
+
+        return evaluate_clear(adapter, tasks, cfg, doc)
     examples = build_examples(tasks, pid, shots=cfg.shots, seed=cfg.fewshot_seed)
     budgets = [doc["tasks"][ex.item["kind"]]["max_new_tokens"] for ex in examples]
     gens = generate(adapter, examples, budgets, batch_size=cfg.batch_size)
@@ -361,7 +371,8 @@ def style_protocol(world) -> str:
     """The protocol a world's official-style training follows: its own, else MLLMU-Bench's (the
     synthetic world exports MLLMU-Bench's layout)."""
     name = getattr(world, "name", "")
-    return f"{name}/official" if protocol_file(name, "official").is_file() else "mllmu/official"
+    own = protocol_file(name, "official").is_file() and "modes" in load_protocol(f"{name}/official")
+    return f"{name}/official" if own else "mllmu/official"  # CLEAR's is TOFU-style: no prompt layout to train
 
 
 def training_examples(items: Sequence[dict], pid: str, seed: int) -> list[tuple[str, list, str]]:
