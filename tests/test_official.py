@@ -233,3 +233,16 @@ def test_two_runs_bit_identical(small_zoo, mllmu_world, one_torch_thread):
     rec = s1[0]
     assert {"prompt", "generation", "parsed", "shots"} <= set(rec)
     assert rec["prompt"].endswith("ASSISTANT:") or rec["prompt"].endswith("ASSISTANT: ")
+
+
+def test_shared_prefix_generation_equals_batched(small_zoo, mllmu_world, one_torch_thread):
+    from mmu_bench.official import generate, generate_shared_prefix
+    from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+
+    model = small_zoo.load("finetuned")
+    tasks = eval_tasks(mllmu_world, "forget_15")
+    ex = [e for e in build_examples(tasks, PID, shots=1) if e.shots][:24]
+    assert {e.item["modality"] for e in ex} == {"vqa", "qa"}  # image shots and text shots
+    budgets = [8] * len(ex)
+    # the prefix KV path must give the tokens the plain batched path gives
+    assert generate_shared_prefix(model, ex, budgets, batch_size=5) == generate(model, ex, budgets, batch_size=5)
