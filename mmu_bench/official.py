@@ -311,23 +311,16 @@ def generate_shared_prefix(adapter, examples: Sequence[Example], max_new_tokens:
     the same tokens and images: that prefix (cut before the query's own image) goes through the
     model once, its KV cache is repeated for each batch, and only the queries are run on top of
     it -- left-padded between prefix and query (masked out; positions continue the prefix). A
-    plain greedy loop then decodes, as ``model.generate`` does (after eos a row gets pad tokens).
-    Examples without shots take ``generate``. Same tokens as ``generate`` up to float error.
+    plain greedy loop then decodes, as ``model.generate`` does (after eos a row gets pad tokens),
+    without generate's per-step machinery. Same tokens as ``generate`` up to float error.
     """
     import copy
 
     budgets = [max_new_tokens] * len(examples) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     groups: dict[tuple, list[int]] = defaultdict(list)
-    rest: list[int] = []
-    for i, ex in enumerate(examples):
-        if ex.shots:
-            groups[(ex.split, ex.item["kind"], ex.item["modality"], tuple(ex.shots), budgets[i])].append(i)
-        else:
-            rest.append(i)
+    for i, ex in enumerate(examples):  # zero-shot groups share only "<bos>USER:": still a lean loop
+        groups[(ex.split, ex.item["kind"], ex.item["modality"], tuple(ex.shots), budgets[i])].append(i)
     texts: list[str] = [""] * len(examples)
-    if rest:
-        for i, t in zip(rest, generate(adapter, [examples[i] for i in rest], [budgets[i] for i in rest], batch_size)):
-            texts[i] = t
     tok = adapter.tokenizer
     pad, eos, img_id, n_img = tok.pad_token_id, tok.eos_token_id, adapter.image_token_id, adapter.n_image_tokens
     px_cache: dict[int, torch.Tensor] = {}

@@ -241,8 +241,10 @@ def test_shared_prefix_generation_equals_batched(small_zoo, mllmu_world, one_tor
 
     model = small_zoo.load("finetuned")
     tasks = eval_tasks(mllmu_world, "forget_15")
-    ex = [e for e in build_examples(tasks, PID, shots=1) if e.shots][:24]
+    built = build_examples(tasks, PID, shots=1)
+    ex = [e for e in built if e.shots][:24] + [e for e in built if not e.shots][:6]
     assert {e.item["modality"] for e in ex} == {"vqa", "qa"}  # image shots and text shots
+    assert {e.item["kind"] for e in ex} == {"mcq", "cloze", "gen"}
     budgets = [8] * len(ex)
     # the prefix KV path must give the tokens the plain batched path gives
     assert generate_shared_prefix(model, ex, budgets, batch_size=5) == generate(model, ex, budgets, batch_size=5)
