@@ -236,7 +236,6 @@ def model_utility(per_task: dict[str, dict[str, float]], doc: dict) -> float | N
 
 
 def evaluate_clear(adapter, tasks: dict[str, Sequence[dict]], cfg, doc: dict) -> tuple[dict[str, float], list[dict]]:
-    from .evaluate import rouge  # noqa: F401  (rouge-score is a dependency of the suite)
     from .official import Example, generate
     from rouge_score.rouge_scorer import RougeScorer
 
