@@ -68,6 +68,14 @@ METRICS = [
 ]
 
 
+def columns(setting) -> list[str]:
+    """Headline columns of a CLEAR official run (calculate_metrics.py's table)."""
+    return ["forget.vqa.caption.rougeL_recall", "forget.vqa.caption.prob", "forget.vqa.caption.truth_ratio",
+            "forget.vqa.facerec.prob", "retain.vqa.caption.rougeL_recall", "retain.vqa.facerec.prob",
+            "real.vqa.faces.prob", "real.vqa.world.prob", "clear.model_utility",
+            setting.oracle_key("forget_quality.ks_p")]
+
+
 def check(doc: dict, path: str) -> None:
     """MMUError unless a CLEAR protocol file has the fields used here."""
     for key in TOP_FIELDS:

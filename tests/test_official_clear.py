@@ -159,3 +159,13 @@ def test_answer_tokens_are_the_full_texts_tail(evaluated, doc):
     ids = model.tokenizer(full)["input_ids"]
     assert enc.prompt_ids + enc.target_ids == ids
     assert len(enc.prompt_ids) == len(model.tokenizer(q)["input_ids"])
+
+
+def test_columns_are_keys_the_protocol_writes(evaluated):
+    from mmu_bench.official_clear import columns
+    from mmu_bench.settings import VISUAL
+
+    m1 = evaluated[2][0]
+    cols = columns(VISUAL)
+    written = [c for c in cols if not c.startswith(("forget_quality.", "clear.", "real.vqa.world."))]
+    assert set(written) <= set(m1)  # the rest need the oracle / all four kept tasks / real_world rows
