@@ -337,6 +337,10 @@ def generate_shared_prefix(adapter, examples: Sequence[Example], max_new_tokens:
             runs = [j for j, t in enumerate(ids[idx[0]]) if t == img_id and (j == 0 or ids[idx[0]][j - 1] != img_id)]
             if len(runs) > n_prefix_images:
                 p = min(p, runs[n_prefix_images])
+            if p == 0:  # nothing shared (a tokenizer without bos): the plain batched path
+                for i, t in zip(idx, generate(adapter, [examples[i] for i in idx], budget, batch_size)):
+                    texts[i] = t
+                continue
             prefix = ids[idx[0]][:p]
             if prefix.count(img_id) != n_prefix_images * n_img:
                 raise MMUError(f"shared few-shot prefix of {key[:3]} holds {prefix.count(img_id)} image tokens; "

@@ -169,3 +169,14 @@ def test_columns_are_keys_the_protocol_writes(evaluated):
     cols = columns(VISUAL)
     written = [c for c in cols if not c.startswith(("forget_quality.", "clear.", "real.vqa.world."))]
     assert set(written) <= set(m1)  # the rest need the oracle / all four kept tasks / real_world rows
+
+
+def test_forget_quality_reads_the_caption_truth_ratios(evaluated):
+    from mmu_bench.forget_quality import forget_quality_metrics
+
+    s1 = evaluated[2][1]
+    stats = forget_statistics(s1)
+    same = forget_quality_metrics(s1, stats, {})
+    assert same["forget_quality.ks_p"] == 1.0  # identical to the oracle
+    shifted = forget_quality_metrics(s1, {k: v * 50 for k, v in stats.items()}, {})
+    assert shifted["forget_quality.ks_p"] < 0.05
