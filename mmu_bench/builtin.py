@@ -73,8 +73,9 @@ def mmu_bench_protocols():
 @hookimpl
 def mmu_bench_metrics():
     from .attacks import as_metric_specs
+    from .official_clear import METRICS as CLEAR_OFFICIAL
 
-    return METRICS + as_metric_specs()
+    return METRICS + as_metric_specs() + CLEAR_OFFICIAL
 
 
 @hookimpl

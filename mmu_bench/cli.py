@@ -155,6 +155,10 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
     if setting.oracle in rows:
         notes[setting.oracle] = "oracle"
     keys = protocol_columns(spec.protocol, setting)
+    if spec.eval_protocol == "official" and spec.benchmark == "clear":  # TOFU-style keys of its own
+        from .official_clear import columns
+
+        keys = columns(setting)
     oracle = outcome.doc.get("protocol", {}).get("oracle_auc", {})
     for name in ("finetuned", "retrain", "retrain_visual"):  # the mia protocol's reference AUCs
         if name in rows and name in oracle:

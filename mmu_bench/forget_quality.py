@@ -24,7 +24,11 @@ from scipy.stats import ks_2samp
 
 
 def forget_statistics(samples: list[dict]) -> dict[str, float]:
-    """{item id: truth ratio} of the forget split's vqa mcq items."""
+    """{item id: truth ratio} of the forget split's vqa mcq items (or, under an official protocol
+    that names its own, the records carrying ``forget_statistic``: CLEAR's caption truth ratios)."""
+    own = {s["id"]: float(s["forget_statistic"]) for s in samples if "forget_statistic" in s}
+    if own:
+        return own
     return {s["id"]: float(s["truth_ratio"]) for s in samples
             if s.get("split") == "forget" and s.get("modality") == "vqa" and s.get("kind") == "mcq"
             and "truth_ratio" in s}

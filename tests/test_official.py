@@ -233,3 +233,18 @@ def test_two_runs_bit_identical(small_zoo, mllmu_world, one_torch_thread):
     rec = s1[0]
     assert {"prompt", "generation", "parsed", "shots"} <= set(rec)
     assert rec["prompt"].endswith("ASSISTANT:") or rec["prompt"].endswith("ASSISTANT: ")
+
+
+def test_shared_prefix_generation_equals_batched(small_zoo, mllmu_world, one_torch_thread):
+    from mmu_bench.official import generate, generate_shared_prefix
+    from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+
+    model = small_zoo.load("finetuned")
+    tasks = eval_tasks(mllmu_world, "forget_15")
+    built = build_examples(tasks, PID, shots=1)
+    ex = [e for e in built if e.shots][:24] + [e for e in built if not e.shots][:6]
+    assert {e.item["modality"] for e in ex} == {"vqa", "qa"}  # image shots and text shots
+    assert {e.item["kind"] for e in ex} == {"mcq", "cloze", "gen"}
+    budgets = [8] * len(ex)
+    # the prefix KV path must give the tokens the plain batched path gives
+    assert generate_shared_prefix(model, ex, budgets, batch_size=5) == generate(model, ex, budgets, batch_size=5)

@@ -217,14 +217,30 @@ class ClearWorld(DataWorld):
         names = self._config_names(split)
         pool = self._mcq_pool()
         per: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        # the perturbed config CLEAR's released eval reads for this split (its official protocol)
+        official = (f"{SPLIT_CONFIGS[split]}_perturbed" if split in FORGET_SPLITS
+                    else "retain_perturbed" if split in RETAIN_OF.values() else None)
+        index = self._perturbed_index(official) if official else {}
         for n in names:
-            per[n] += [{k: v for k, v in it.items() if k != "_row"} for it in pool.get(n, [])]
+            for it in pool.get(n, []):
+                item = {k: v for k, v in it.items() if k != "_row"}
+                hit = index.get((n, it["_row"]["image_sha"]))
+                if hit is not None:
+                    item["official"] = _official_fields(official, *hit)
+                per[n].append(item)
         for row in self._read(SPLIT_CONFIGS[split]):
             if row["caption"].strip():
                 per[row["name"]].append(self._caption_item(row))
         for it in self._qa_items(split, names):
             per[it["entity_id"]].append(it)
         return _unique([it for n in names for it in per[n]])
+
+    def _perturbed_index(self, config: str) -> dict[tuple[str, str], tuple[int, dict[str, Any]]]:
+        """(name, image sha) -> (row number, row) of a ``*_perturbed`` config (first row wins)."""
+        out: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        for i, row in enumerate(self._read(config)):
+            out.setdefault((row["name"], row["image_sha"]), (i, row))
+        return out
 
     def _test_items(self) -> list[dict[str, Any]]:
         """The forget persons' name-mcq and caption items on transformed copies of their images
@@ -247,15 +263,16 @@ class ClearWorld(DataWorld):
         items = []
         faces = self._read("real_faces")
         names = [r["answer"] for r in faces] + [o for r in faces for o in r["options"]]
-        for row in faces:
+        for i, row in enumerate(faces):
             name = row["answer"]
             iid = f"{name}.vqa.mcq.name.{row['image_sha'][:12]}"
             options, idx = mcq_options(name, row["options"], ("clear", iid), row["where"], pool=names)
             items.append(dict(id=iid, entity_id=name, image=row["image"], modality="vqa", render=0, kind="mcq",
-                              fact="name", question=NAME_QUESTION, answer=name, options=options, answer_index=idx))
+                              fact="name", question=NAME_QUESTION, answer=name, options=options, answer_index=idx,
+                              official=_official_fields("real_faces", i, row)))
         world = self._read("real_world")
         answers = [r["answer"] for r in world] + [o for r in world for o in r["options"]]
-        for row in world:
+        for i, row in enumerate(world):
             question = row["question"].strip() or row.get("prompt", "").strip()
             if not question:
                 raise MMUError(f"{row['where']}: field 'question' is empty (and no 'prompt')")
@@ -264,7 +281,7 @@ class ClearWorld(DataWorld):
             options, idx = mcq_options(row["answer"], row["options"], ("clear", iid), row["where"], pool=answers)
             items.append(dict(id=iid, entity_id=eid, image=row["image"], modality="vqa", render=0, kind="mcq",
                               fact="real_world", question=question, answer=row["answer"], options=options,
-                              answer_index=idx))
+                              answer_index=idx, official=_official_fields("real_world", i, row)))
         return _unique(items)
 
     def _extra_corpus(self) -> list[str]:
@@ -277,3 +294,17 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for it in items:
         seen.setdefault(it["id"], it)
     return list(seen.values())
+
+
+# Text fields of a CLEAR row that its released evaluation (mm/eval.py) reads: question / answer
+# keys and the base / perturbed answer keys of config/mm/eval.yaml.
+_OFFICIAL_FIELDS = ("question", "answer", "options", "caption", "paraphrased_caption", "perturbed_captions",
+                    "name", "perturbed_names")
+
+
+def _official_fields(config: str, row_number: int, row: dict[str, Any]) -> dict[str, Any]:
+    """What ``--eval-protocol official`` needs of an item's source row (mmu_bench/official_clear.py):
+    the config, the row's number in it (the released eval keeps the first ``ds_size`` rows) and
+    its raw text fields."""
+    return {"config": config, "row": row_number, "where": row["where"],
+            **{k: row[k] for k in _OFFICIAL_FIELDS if k in row}}
