@@ -52,6 +52,15 @@ def ctx(bench):
     return AttackContext(bench, SPLIT, bench.tasks(SPLIT), EvalConfig(), "visual", 0)
 
 
+@pytest.fixture(scope="module")
+def ref(ctx):
+    """Every attack on finetuned / retrain / retrain_visual: the protocol's sanity rows (computed
+    once, cached in the zoo like a run's, so the tests read what runs read)."""
+    from mmu_bench.attacks.protocol import AttacksProtocol
+
+    return AttacksProtocol("all").reference(ctx)
+
+
 # ------------------------------------------------------------------ options and the world
 def test_attack_options_are_checked():
     assert [a.name for a in make_attacks("all")] == list(ATTACK_NAMES)
@@ -122,63 +131,64 @@ def test_quantization_covers_every_part_and_changes_vision_weights(bench):
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-def test_quantized_finetuned_still_knows_and_oracle_does_not(bench, ctx, bits):
+def test_quantized_finetuned_still_knows_and_oracle_does_not(ref, bits):
     from mmu_bench.attacks.quant import QuantAttack
 
-    a = QuantAttack(bits)
-    ft = a.measure(bench.load("finetuned", SPLIT), ctx)
-    orc = a.measure(bench.load("retrain_visual", SPLIT), ctx)
-    assert ft["coverage"] == 1.0
+    rows = ref[f"quant_int{bits}"]
+    ft, orc = rows["finetuned"], rows["retrain_visual"]
+    assert ft["coverage"] == 1.0 and all(ft[f"coverage.{p}"] == 1.0 for p in ("vision", "projector", "language"))
     assert ft["forget.vqa.acc"] >= 0.8 and ft["retain.vqa.acc"] >= 0.8
-    assert orc["forget.vqa.acc"] <= 0.45
-    assert a.sanity({"finetuned": ft, "retrain_visual": orc, "retrain": orc}, "visual")["ok"]
+    assert orc["forget.vqa.acc"] <= 0.45 and rows["retrain"]["forget.vqa.acc"] <= 0.45
+    for setting in ("visual", "full"):
+        assert QuantAttack(bits).sanity(rows, setting)["ok"]
 
 
-def test_logit_lens_last_layer_is_the_models_own_answer(bench, ctx):
+def test_logit_lens_last_layer_is_the_models_own_answer(bench, ctx, ref):
     from mmu_bench.attacks.base import mcq_acc
-    from mmu_bench.attacks.probe import ProbeAttack
 
     ft = bench.load("finetuned", SPLIT)
-    vals = ProbeAttack().measure(ft, ctx)
+    vals = ref["probe"]["finetuned"]
     last = max(int(k.split("layer")[1].split(".")[0]) for k in vals if k.startswith("lens.vqa.layer"))
     assert last == ft.model.config.text_config.num_hidden_layers
     assert vals[f"lens.vqa.layer{last}.acc"] == pytest.approx(mcq_acc(ft, ctx.items("forget", "vqa"), ctx.eval_cfg))
     assert vals["lens.vqa.layer0.acc"] <= 0.45  # the embedding of "ASSISTANT:" knows nothing
 
 
-def test_probe_separates_finetuned_from_the_oracle(bench, ctx):
-    from mmu_bench.attacks.probe import ProbeAttack
+def test_probe_separates_finetuned_from_the_oracle(ref, tmp_path):
+    from mmu_bench.attacks.probe import ProbeAttack, plot_probe
 
-    a = ProbeAttack()
-    ft = a.measure(bench.load("finetuned", SPLIT), ctx)
-    orc = a.measure(bench.load("retrain_visual", SPLIT), ctx)
+    ft, orc = ref["probe"]["finetuned"], ref["probe"]["retrain_visual"]
     assert ft["lens.vqa.best_acc"] >= 0.8 and ft["readout.vqa.best_acc"] >= 0.8, ft
-    assert orc["lens.vqa.best_acc"] <= 0.45 and orc["readout.vqa.best_acc"] <= 0.45, orc
+    for oracle in ("retrain_visual", "retrain"):
+        o = ref["probe"][oracle]
+        assert o["lens.vqa.best_acc"] <= 0.45 and o["readout.vqa.best_acc"] <= 0.45, (oracle, o)
     assert 0 < ft["readout.vqa.coverage"] <= 1
+    assert ProbeAttack().sanity(ref["probe"], "visual")["ok"]
+    plot_probe(orc, ref["probe"], tmp_path / "probe.png", "retrain_visual", "retrain_visual")
+    assert (tmp_path / "probe.png").stat().st_size > 0
 
 
-def test_finetuned_answers_heldout_wordings(bench, ctx):
-    from mmu_bench.attacks.paraphrase import ParaphraseAttack
-
-    ft = ParaphraseAttack().measure(bench.load("finetuned", SPLIT), ctx)
+def test_finetuned_answers_heldout_wordings(ref):
+    ft, orc = ref["paraphrase"]["finetuned"], ref["paraphrase"]["retrain"]
     assert ft["forget.vqa.acc"] >= 0.9 and ft["forget.qa.acc"] >= 0.9 and ft["retain.vqa.acc"] >= 0.9, ft
-    orc = ParaphraseAttack().measure(bench.load("retrain", SPLIT), ctx)
-    assert orc["forget.vqa.acc"] <= 0.45 and orc["forget.qa.acc"] <= 0.45, orc
+    assert orc["forget.vqa.acc"] <= 0.45 and orc["forget.qa.acc"] <= 0.45, orc  # knows nothing of them
+    assert ref["paraphrase"]["retrain_visual"]["forget.vqa.acc"] <= 0.45
 
 
-def test_prompt_attacks_keep_finetuned_high_and_oracle_low(bench, ctx):
+def test_prompt_attacks_keep_finetuned_high_and_oracle_low(bench, ref):
     from mmu_bench.attacks.permute import PermuteAttack
     from mmu_bench.attacks.prefix import PrefixAttack, conversation_adapter
 
-    ft, orc = bench.load("finetuned", SPLIT), bench.load("retrain_visual", SPLIT)
-    text = conversation_adapter(ft).prompt_text("Q one?\x1fA one\x1fQ two?", True)
+    text = conversation_adapter(bench.load("finetuned", SPLIT)).prompt_text("Q one?\x1fA one\x1fQ two?", True)
     assert text.count("USER:") == 2 and "A one" in text and text.index("Q one?") < text.index("Q two?")
     for a in (PermuteAttack(), PrefixAttack()):
-        f, o = a.measure(ft, ctx), a.measure(orc, ctx)
+        f, o = ref[a.name]["finetuned"], ref[a.name]["retrain_visual"]
         assert f[a.headline] >= 0.8 and o[a.headline] <= 0.45, (a.name, f, o)
+    assert ref["prefix"]["finetuned"]["memory.forget.vqa.acc"] >= 0.8
+    assert ref["prefix"]["retrain_visual"]["memory.forget.vqa.acc"] <= 0.45
 
 
-def test_neighbours_are_look_alikes(bench, ctx):
+def test_neighbours_are_look_alikes(bench, ctx, ref):
     from dataclasses import asdict
 
     from mmu_bench.attacks.neighbours import NeighboursAttack
@@ -193,17 +203,16 @@ def test_neighbours_are_look_alikes(bench, ctx):
         others = [sum(lf[k] == v for k, v in asdict(w.by_id[r].look).items())
                   for r in w.split_entities(w.retain_split(SPLIT)) if r not in rs]
         assert min(shared) >= max(others)
-    ft = a.measure(bench.load("finetuned", SPLIT), ctx)
+    ft = ref["neighbours"]["finetuned"]
     assert ft["retain.vqa.acc"] >= 0.8 and ft["n_neighbours"] >= 1
+    assert a.sanity(ref["neighbours"], "visual")["ok"] and a.sanity(ref["neighbours"], "full")["ok"]
 
 
-def test_consistency_tables(bench, ctx):
+def test_consistency_tables(ref):
     from mmu_bench.attacks.consistency import ConsistencyAttack
 
     a = ConsistencyAttack()
-    ft = a.measure(bench.load("finetuned", SPLIT), ctx)
-    vis = a.measure(bench.load("retrain_visual", SPLIT), ctx)
-    full = a.measure(bench.load("retrain", SPLIT), ctx)
+    ft, vis, full = (ref["consistency"][m] for m in ("finetuned", "retrain_visual", "retrain"))
     assert ft["both_kept"] == 1.0
     assert vis["image_gone_text_kept"] == 1.0  # knows them by name, never saw them
     assert full["both_gone"] == 1.0
