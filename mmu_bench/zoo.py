@@ -360,6 +360,7 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
                         "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
     }
     write_json_atomic(tmp / PINNED_MANIFEST, manifest)
+    (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
