@@ -10,6 +10,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")  # see mmu_bench/attacks/quant.py
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

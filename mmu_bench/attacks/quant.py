@@ -23,7 +23,14 @@ PARTS = ("vision", "projector", "language")
 def quantize_adapter(adapter, bits: int):
     """A quantized copy of ``adapter`` (weights int8 or int4, activations float); the original is
     untouched. Returns (copy, coverage {part: [quantized modules, Linear/Conv2d modules]})."""
+    import os
+
     import torch
+
+    # optimum-quanto imports torch.utils.cpp_extension, which imports setuptools; setuptools'
+    # distutils shim then asserts if the standard library's distutils was imported first (lm-eval
+    # and others do). Keep the standard one: nothing here builds extensions.
+    os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
     from optimum.quanto import QModuleMixin, freeze, qint4, qint8, quantize
 
     qtype = {8: qint8, 4: qint4}[bits]
