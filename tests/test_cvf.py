@@ -97,7 +97,7 @@ def test_cvf_projection_shrinks_retained_output_drift(bench):
 
 
 def test_forget_infonce_goes_down_and_llm_is_bit_identical(bench):
-    method = CVF(steps=20, stop_rule=False)
+    method = CVF(steps=40, stop_rule=False)
     ref = bench.load("finetuned", SPLIT)
     model = bench.load("finetuned", SPLIT)
     ctx = make_context(bench, SPLIT, 0, progress=False)
