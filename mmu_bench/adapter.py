@@ -23,6 +23,8 @@ class Encoded:
     prompt_ids: list[int]
     target_ids: list[int]
     pixel_values: torch.Tensor | None  # (3, H, W) or None for text-only items
+    #: images stacked in ``pixel_values`` along a new first dim (official few-shot prompts), else 0
+    n_images: int = 0
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -160,9 +162,15 @@ class LlavaAdapter:
         if px:
             # Mixed batches are fine: LLaVA scatters image features onto image-token positions in
             # order, so only rows that have an image contribute pixel_values.
-            # A multi-image example (official few-shot prompts) holds (n, 3, H, W): its images
-            # fill its image tokens in order. torch.cat of (1, 3, H, W) views == torch.stack.
-            out.update(self.vision_inputs(torch.cat([p if p.dim() == 4 else p.unsqueeze(0) for p in px]), input_ids))
+            # A multi-image example (official few-shot prompts, ``n_images`` > 0) holds its images
+            # stacked along a first dim: they fill its image tokens in order. A single image's own
+            # shape varies by family (LLaVA-NeXT: patches x 3 x H x W), so only the flag decides.
+            multi = [e.n_images > 0 for e in batch if e.pixel_values is not None]
+            if any(multi):
+                out.update(self.vision_inputs(torch.cat([p if m else p.unsqueeze(0) for p, m in zip(px, multi)]),
+                                              input_ids))
+            else:
+                out.update(self.vision_inputs(torch.stack(px), input_ids))
         return {k: v.to(self.device) for k, v in out.items()}
 
     def vision_inputs(self, pixel_values: torch.Tensor, input_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -519,7 +519,7 @@ def encode_training(adapter, examples: Sequence[tuple[str, list, str]]):
     eos = adapter.tokenizer.eos_token_id
     return [Encoded(encode_prompt(adapter, p, len(ims)),
                     adapter.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos],
-                    _pixels(adapter, ims, cache))
+                    _pixels(adapter, ims, cache), n_images=len(ims))
             for p, ims, t in examples]
 
 

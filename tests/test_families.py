@@ -153,8 +153,12 @@ def test_every_method_unlearns_and_touches_only_its_parameters(folders, referenc
     llm = {names[i] for i in _ids(model.language_modules)}
     visual = {names[i] for i in _ids(model.vision_modules) | _ids(model.projector_modules)}
     m = build_method(get_registry().get("methods", method), METHODS[method])
-    context = UnlearnContext(retain=retain, seed=0, progress=False, reference=lambda name: references[family])
-    m.unlearn(model, UnlearnRequest(forget=forget, forget_entities=sorted({it["entity_id"] for it in forget})), context)
+    # the gradient baselines in the full setting (trainable=auto is the LLM); cvf is visual-only
+    setting = "visual" if method == "cvf" else "full"
+    context = UnlearnContext(retain=retain, seed=0, progress=False, reference=lambda name: references[family],
+                             setting=setting)
+    m.unlearn(model, UnlearnRequest(forget=forget, forget_entities=sorted({it["entity_id"] for it in forget}),
+                                    setting=setting), context)
     after = dict(model.model.named_parameters())
     changed = {n for n in before if not torch.equal(before[n], after[n])}
     assert math.isfinite(context.logs["final_loss"])
@@ -162,7 +166,7 @@ def test_every_method_unlearns_and_touches_only_its_parameters(folders, referenc
         assert changed and changed <= visual and not changed & llm
         linear_weights = {f"{n}.weight" for n, mod in model.model.named_modules() if isinstance(mod, torch.nn.Linear)}
         assert changed <= linear_weights
-    else:  # trainable=llm: vision tower and projector bit-identical
+    else:  # full setting, trainable=auto -> llm: vision tower and projector bit-identical
         assert changed and changed <= llm and not changed & visual
 
 
