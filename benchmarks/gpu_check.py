@@ -426,7 +426,7 @@ def phase_ga_lora(s: Sizes, checkpointing: bool = False) -> dict:
     if checkpointing:
         enable_gradient_checkpointing(ad)
     try:
-        rec = _timed_unlearn(s, lambda steps: GA(steps=steps, batch_size=s.batch_size, lora=True, warmup=0.0),
+        rec = _timed_unlearn(s, lambda steps: GA(steps=steps, batch_size=s.batch_size, lora=True, trainable="llm", warmup=0.0),
                              d["forget_text"], [])
     finally:
         if checkpointing:
