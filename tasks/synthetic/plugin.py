@@ -20,13 +20,14 @@ class SyntheticBenchmark(WorldBenchmark):
 
     def __init__(self, size: int = 100, seed: int = 0, cache_dir=None, progress: bool = True,
                  device: str | None = None, recipe=None, model: str = TINY_MODEL, dtype: str | None = None,
-                 gradient_checkpointing: bool = False,
+                 gradient_checkpointing: bool = False, zoo_weights: str = "pinned",
                  data=None):
         if data is not None:
             raise MMUError("benchmark 'synthetic' draws its own world; --data is for real benchmarks "
                            "(mllmu, clear)")
         super().__init__(model=model, cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
-                         gradient_checkpointing=gradient_checkpointing, recipe=recipe, size=size, seed=seed)
+                         gradient_checkpointing=gradient_checkpointing, recipe=recipe, zoo_weights=zoo_weights,
+                         size=size, seed=seed)
 
     def make_world(self, size: int, seed: int):
         from .world import World
