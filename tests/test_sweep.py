@@ -46,11 +46,14 @@ def test_several_grids_in_one_spec(tmp_path):
 
 def test_failed_run_is_recorded_and_sweep_resumes(cache_dir, small_zoo, tmp_path):
     out = tmp_path / "runs"
-    spec = _spec(cache_dir, out, ["retrain", "no_such_method", "finetuned"], seeds=[0, 1])
+    # names are checked before anything runs; a run that fails while running (here: LoRA asked of a
+    # vision-only run) is recorded and the sweep goes on
+    spec = _spec(cache_dir, out, ["retrain", "ga", "finetuned"], seeds=[0, 1])
+    spec.hyper = {"ga": {"lora": True, "trainable": "vision"}}
     first = sweep(spec, log=lambda m: None)
     assert first["counts"] == {"ran": 4, "reused": 0, "diverged": 0, "failed": 2}
     failed = [r for r in first["results"] if r["status"] == "failed"]
-    assert all("unknown method 'no_such_method'" in r["error"] for r in failed)
+    assert all("lora=true needs the LLM to train" in r["error"] for r in failed)
     summary = json.loads((out / "sweep-summary.json").read_text())
     assert summary["counts"]["failed"] == 2
     # a run killed mid-way leaves no metrics.json: it is redone, the finished ones are reused
@@ -70,9 +73,13 @@ def test_sweep_cli_exit_code_and_summary(cache_dir, small_zoo, tmp_path, capsys)
                "--zoo-set", f"base_steps={SMALL_RECIPE.base_steps}", "--zoo-set",
                f"finetune_steps={SMALL_RECIPE.finetune_steps}", "--max-new-tokens", "24", "--out", str(tmp_path)])
     captured = capsys.readouterr()
-    assert rc == 1
-    assert "sweep: 1 ran, 0 reused, 0 diverged, 1 failed" in captured.out
-    assert "Did you mean 'retrain'?" in captured.err
+    assert rc == 2  # a mistyped name is refused before any run starts
+    assert "unknown method 'retrian'. Did you mean 'retrain'?" in captured.err
+    assert not list(tmp_path.rglob("metrics.json"))
+    rc = main(["-q", "sweep", "--methods", "retrain", "--size", "20", "--cache-dir", str(cache_dir),
+               "--zoo-set", f"base_steps={SMALL_RECIPE.base_steps}", "--zoo-set",
+               f"finetune_steps={SMALL_RECIPE.finetune_steps}", "--max-new-tokens", "24", "--out", str(tmp_path)])
+    assert rc == 0 and "sweep: 1 ran, 0 reused, 0 diverged, 0 failed" in capsys.readouterr().out
 
 
 def test_ray_executor_runs_two_tiny_runs_locally(cache_dir, small_zoo, tmp_path):
@@ -90,13 +97,14 @@ def test_ray_executor_runs_two_tiny_runs_locally(cache_dir, small_zoo, tmp_path)
 def test_parallel_jobs_match_serial_and_record_failures(cache_dir, small_zoo, tmp_path):
     """jobs=2: shared oracles built once up front, runs fan out to 2 worker processes; the
     numbers equal a serial sweep's and a failed run is still recorded."""
-    spec = _spec(cache_dir, tmp_path / "par", ["finetuned", "retrain", "no_such_method"])
+    spec = _spec(cache_dir, tmp_path / "par", ["finetuned", "retrain", "ga"])
+    spec.hyper = {"ga": {"lora": True, "trainable": "vision"}}  # fails while running: recorded
     spec.protocols = ["static", "mia"]
     logs: list[str] = []
     par = sweep(spec, jobs=2, log=logs.append)
     assert par["counts"] == {"ran": 4, "reused": 0, "diverged": 0, "failed": 2}
     assert any(m.startswith("prepared forget_10 / mia") for m in logs)
-    assert [r["run"] for r in par["results"]] == [f"{m}/{p}/forget_10/seed0" for m in spec.methods
+    assert [r["run"] for r in par["results"]] == [f"visual/{m}/{p}/forget_10/seed0" for m in spec.methods
                                                   for p in spec.protocols]  # grid order kept
     serial_spec = _spec(cache_dir, tmp_path / "ser", ["finetuned", "retrain"])
     serial_spec.protocols = ["static", "mia"]
