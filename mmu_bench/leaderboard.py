@@ -50,7 +50,7 @@ CHANCE = 0.25
 FORGET_EFFICACY = "forget_efficacy"
 RETENTION = "retention"
 AGGREGATES = (FORGET_EFFICACY, RETENTION)
-PROTOCOL_ORDER = ("static", "continual", "mia", "relearn")
+PROTOCOL_ORDER = ("static", "continual", "mia", "relearn", "attacks")
 _REF_TOL = 1e-9
 
 
@@ -136,6 +136,15 @@ def _read_run(f: Path) -> RunRecord | str:
     reference = {k: _numbers(v) for k, v in (doc.get("reference") or {}).items()} \
         if isinstance(doc.get("reference"), dict) else {}
     proto = doc.get("protocol")
+    if isinstance(proto, dict) and isinstance(proto.get("reference"), dict) and reference:
+        # the attacks protocol keeps the reference models' values under each attack apart; merge
+        # them into the reference rows as ``attack.<name>.<metric>`` so the oracles sit in the table
+        from .attacks.report import attack_rows
+
+        try:
+            reference = {k: _numbers(v) for k, v in attack_rows(reference, proto["reference"]).items()}
+        except (AttributeError, TypeError):
+            return "protocol.reference is not {attack: {model: {metric: value}}}"
     curves = proto.get("curves") if isinstance(proto, dict) and isinstance(proto.get("curves"), dict) else None
     return RunRecord(path=f.parent, method=label, method_name=name, benchmark=benchmark, model=model,
                      protocol=protocol, protocol_kind=kind, forget_split=split, seed=seed,
@@ -642,6 +651,10 @@ def plot(groups: list[Group], out_dir: str | os.PathLike) -> list[Path]:
         p = out / f"{g.slug}.png"
         _save(fig, p)
         written.append(p)
+        if g.protocol_kind == "attacks":
+            p = _plot_attacks(g, out)
+            if p is not None:
+                written.append(p)
         if g.protocol_kind == "continual" and g.curves:
             fig = Figure(figsize=(6, 4))
             FigureCanvasAgg(fig)
@@ -661,6 +674,43 @@ def plot(groups: list[Group], out_dir: str | os.PathLike) -> list[Path]:
             _save(fig, p)
             written.append(p)
     return written
+
+
+def _plot_attacks(g: Group, out: Path) -> Path | None:
+    """``<slug>.attacks.png``: every row (reference models, then methods) x every attack column, the
+    mean over seeds in each cell, so which method's forgetting survives which attack reads at a
+    glance. Columns are the group's attack keys; the colour is the value (0..1 keys only)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = [k for k in g.keys if k.startswith("attack.")
+            and all(0.0 <= r.mean[k] <= 1.0 for r in g.rows if k in r.mean)]
+    rows = [r for r in g.rows if any(k in r.mean for k in cols)]
+    if not cols or not rows:
+        return None
+    import numpy as np
+
+    vals = np.array([[r.mean.get(k, np.nan) for k in cols] for r in rows])
+    fig = Figure(figsize=(1.0 + 0.62 * len(cols), 1.6 + 0.36 * len(rows)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.ma.masked_invalid(vals), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i, r in enumerate(rows):
+        for j, k in enumerate(cols):
+            if k in r.mean:
+                v = r.mean[k]
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5,
+                        color="black" if v > 0.6 else "white")
+    ax.set_xticks(range(len(cols)), [f"{column_name(k).removeprefix('attack.')} {ARROW[direction(k, g.setting_name)]}"
+                                     for k in cols], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{_label(r)}" + (f" (n={r.n})" if r.kind == "method" else "") for r in rows],
+                  fontsize=7)
+    ax.set_title(g.title + "\nmean over seeds; reference rows = the zoo models under the same attack", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    p = out / f"{g.slug}.attacks.png"
+    _save(fig, p)
+    return p
 
 
 # ----------------------------------------------------------------------------- command line

@@ -71,10 +71,6 @@ def test_attack_options_are_checked():
         make_attacks("probe,probe")
     with pytest.raises(MMUError, match="empty"):
         make_attacks(",")
-    from mmu_bench.attacks.protocol import AttacksProtocol
-
-    with pytest.raises(MMUError, match="setting 'both' unknown"):
-        AttacksProtocol(setting="both")
 
 
 def test_world_keeps_its_items_and_adds_wordings(small_world):

@@ -21,8 +21,8 @@ class AttacksProtocol:
     model and both oracles under the same attack) are cached per zoo and stored in the run's
     protocol details (``reference``, ``sanity``); a failed sanity check is reported on stderr.
 
-    ``setting``: visual (oracle retrain_visual) or full (oracle retrain); default: the
-    benchmark's setting when it has one, else visual.
+    The setting (its oracle, the consistency target) is the run's (``--setting``), read from the
+    benchmark; a benchmark without one is scored as visual.
     """
 
     name = "attacks"
@@ -35,16 +35,12 @@ class AttacksProtocol:
 
         return [f"attack.{h}" for h in HEADLINES] + ["forget.vqa.mcq.acc", "retain.vqa.mcq.acc"]
 
-    def __init__(self, attacks: str | None = "all", setting: str | None = None):
-        from ..errors import MMUError
-
+    def __init__(self, attacks: str | None = "all"):
         self.attacks = make_attacks(attacks)
-        if setting is not None and setting not in SETTINGS:
-            raise MMUError(f"attacks: setting {setting!r} unknown; expected one of {', '.join(SETTINGS)}")
-        self.setting = setting
 
-    def _setting(self, benchmark) -> str:
-        s = self.setting or getattr(benchmark, "setting", None)
+    @staticmethod
+    def _setting(benchmark) -> str:
+        s = getattr(benchmark, "setting", None)
         s = getattr(s, "name", s)  # a Setting object or its name
         return s if s in SETTINGS else "visual"
 
