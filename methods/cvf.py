@@ -37,7 +37,7 @@ from PIL import Image
 from mmu_bench.distributed import shard
 from mmu_bench.engine import TrainConfig, train
 from mmu_bench.errors import MMUError
-from mmu_bench.evaluate import EvalConfig, score_mcq_loglik
+from mmu_bench.stopping import StopRule
 from mmu_bench.method import Hyper, Method, hp, per_example_nll
 from mmu_bench.nullspace import Moments, build_projection, collect_moments, linear_layers
 
@@ -229,26 +229,19 @@ class CVF(Method):
                 loss = loss + h.nll_weight * per_example_nll(model, model.collate([encoded_retain[i] for i in pick])).mean()
             return loss
 
-        val = context.validation.get("forget", []) if h.stop_rule else []
-        val_earlier = earlier["val"] if earlier is not None and h.stop_rule and h.replay_stop else []
-        trajectory: list[tuple[int, float]] = []
-
-        def should_stop(step: int) -> bool:
-            if not val or (step + 1) % h.eval_every:
-                return False
-            model.model.eval()
-            # every group (this request; with replay_stop, the earlier ones too) must be at or below the bar
-            accs = [sum(s["correct"] for s in score_mcq_loglik(model, v, EvalConfig())) / len(v)
-                    for v in (val, val_earlier) if v]
-            trajectory.append((step + 1, *[round(a, 4) for a in accs]))
-            return max(accs) <= h.stop_forget_acc
+        # The shared stopping rule (mmu_bench/stopping.py): the run's --stop-at when given, else
+        # CVF's own hyper-parameters. With replay_stop the earlier requests' validation renderings
+        # must be at or below the bar too.
+        rule = context.stop or (StopRule(h.stop_forget_acc, h.eval_every, h.steps) if h.stop_rule else None)
+        val_earlier = earlier["val"] if earlier is not None and rule is not None and h.replay_stop else []
+        stopper = context.stopper(model, rule, [val_earlier] if val_earlier else [])
 
         model.model.eval()  # no dropout; the tiny model has none, real ones must not add noise here
         result = train(params, loss_fn,
-                       TrainConfig(steps=h.steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip, weight_decay=0.0,
+                       TrainConfig(steps=stopper.rule.budget if stopper else h.steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip, weight_decay=0.0,
                                    seed=context.seed, progress=context.progress, desc="unlearn cvf"),
                        device=model.device, after_step=projection.apply if projection else None,
-                       should_stop=should_stop)
+                       should_stop=stopper)
         for p in params:
             p.requires_grad_(False)
         if h.null_space:
@@ -261,4 +254,7 @@ class CVF(Method):
         context.log("steps", result.steps)
         context.log("stopped_early", result.stopped_early)
         context.log("final_loss", round(result.losses[-1], 6))
-        context.log("validation_forget_acc", trajectory)
+        if stopper is not None:
+            stopper.log_to(context.log, "run" if context.stop else "cvf")
+        else:
+            context.log("validation_forget_acc", [])

@@ -77,12 +77,21 @@ class WorldBenchmark:
         return self.world.split_items(self.world.retain_split(split))
 
     def validation(self, split: str) -> dict[str, list[dict]]:
-        """Held-out renderings for stopping rules: every forget entity, up to 20 retain entities."""
+        """Held-out items for stopping rules, never reported: fresh renderings of every forget
+        entity (``forget``) and of up to 20 retain entities (``retain``); where the world has other
+        trained wordings, the forget entities' text mcq questions in them (``forget_text``, what
+        the full setting's rule also waits for)."""
         self.check_split(split)
         forget = self.world.forget_ids[split]
         retain = list(self.world.split_entities(self.world.retain_split(split)))[:20]
-        return {"forget": self.world.validation_items(forget, renders=2),
-                "retain": self.world.validation_items(retain, renders=1)}
+        out = {"forget": self.world.validation_items(forget, renders=2),
+               "retain": self.world.validation_items(retain, renders=1)}
+        if hasattr(self.world, "wording_items"):
+            keep = set(forget)
+            qa = [it for it in self.world.split_items(split) if it["modality"] == "qa" and it["kind"] == "mcq"
+                  and it["entity_id"] in keep]
+            out["forget_text"] = self.world.wording_items(qa, "train")
+        return out
 
     def tasks(self, split: str) -> dict[str, list[dict]]:
         from .tasks.synthetic.benchmark import eval_tasks

@@ -54,6 +54,10 @@ METRICS = [
                "(the ceiling recovery is measured against)", "up", "relearn"),
     MetricSpec("relearn.acc_attack_entities", "forget vqa mcq acc of the entities the attack trained on "
                "(sanity: the attack itself worked)", "down", "relearn"),
+    # ---- the shared stopping rule (mmu_bench/stopping.py, --stop-at)
+    MetricSpec("stop.reached", "1 if the run reached the --stop-at forget target on validation items within "
+               "its step budget (a row at matched forgetting needs 1)", None, "stop"),
+    MetricSpec("stop.steps", "optimizer steps the run took under the stopping rule (all requests)", None, "stop"),
     # ---- leaderboard aggregates (definitions per setting: mmu_bench/settings.py)
     MetricSpec("forget_efficacy", "clip((1 - mean of the setting's forget accuracies) / 0.75, 0, 1); "
                "1 = chance", "up", "leaderboard"),

@@ -145,7 +145,7 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
                    dtype=args.dtype, data=args.data, utility=args.utility, mcq_mode=args.mcq_mode,
                    gradient_checkpointing=args.gradient_checkpointing, max_new_tokens=args.max_new_tokens,
                    progress=not args.quiet, protocol_options=_protocol_options(args),
-                   eval_protocol=args.eval_protocol, shots=args.shots)
+                   eval_protocol=args.eval_protocol, shots=args.shots, stop_at=args.stop_at)
     outcome = run(spec)
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
@@ -201,7 +201,7 @@ def cmd_sweep(args) -> int:
     spec.common = {"out": args.out, "world_size": args.size, "cache_dir": args.cache_dir,
                    "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "zoo_weights": args.zoo_weights,
                    "max_new_tokens": args.max_new_tokens,
-                   "progress": False} | spec.common
+                   "progress": False} | ({"stop_at": args.stop_at} if args.stop_at else {}) | spec.common
     result = sweep(spec, executor=args.executor, ray_address=args.ray_address, num_cpus=args.cpus_per_run,
                    num_gpus=args.gpus_per_run, jobs=args.jobs)
     print(summary_line(result["counts"], result["seconds"]))
@@ -295,6 +295,23 @@ def _nonneg_int(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{v} is negative; expected an integer >= 0")
     return v
+
+
+def _stop_at_arg(p: argparse.ArgumentParser) -> None:
+    def check(text: str) -> str:
+        from .errors import MMUError
+        from .stopping import StopRule
+
+        try:
+            StopRule.parse(text)
+        except MMUError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    p.add_argument("--stop-at", type=check, default=None, metavar="forget=ACC[,every=K][,budget=N]",
+                   help="the shared stopping rule for every method (matched forgetting): train until the forget "
+                        "entities' held-out validation mcq accuracy <= ACC, checked every K steps (default 5), "
+                        "at most N steps (default 200), never looking at reported items (docs/protocols.md)")
 
 
 def _protocol_options(args) -> dict:
@@ -403,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="loglik (default: this suite's prompts) or official (mllmu, clear: the benchmark's "
                         "released prompts, parsing and metrics; docs/benchmarks.md)")
     r.add_argument("--shots", type=int, default=None, help="official protocol: few-shot profiles per task")
+    _stop_at_arg(r)
     r.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run a grid of settings x methods x seeds x forget splits x protocols (resumable)")
     sw.add_argument("--methods", default=None, help="comma-separated method names")
@@ -426,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
     _zoo_weights_arg(sw)
     sw.add_argument("--max-new-tokens", type=int, default=50)
+    _stop_at_arg(sw)
     sw.set_defaults(func=cmd_sweep)
     f = sub.add_parser("finetune", help="build a benchmark's finetuned model and retrain oracles for a model")
     _model_args(f)

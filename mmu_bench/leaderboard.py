@@ -406,6 +406,7 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
         present = {k for row in rows for k in row.mean}
         if chosen is None:
             cols = [k for k in _columns(kind, st) if k in present]
+            cols += [k for k in ("stop.reached", "stop.steps") if k in present]  # runs under --stop-at
         else:
             cols = [k for k in chosen if k not in AGGREGATES]
         cols += list(AGGREGATES)

@@ -56,6 +56,8 @@ class UnlearnContext:
     adapter ("finetuned", "base", "retrain", "retrain_visual"), cached. ``validation``: held-out
     forget / retain items for stopping rules (never the reported evaluation items).
     ``log(key, value)`` records method diagnostics into the run's metrics.json under "method".
+    ``stop``: the run's shared stopping rule (``--stop-at``, mmu_bench/stopping.py) or None; a
+    method that trains step by step honours it through :meth:`stopper` (GradientMethod does).
     """
 
     retain: list[dict]
@@ -66,9 +68,20 @@ class UnlearnContext:
     reference: Callable[[str], LlavaAdapter] | None = None
     validation: dict[str, list[dict]] = field(default_factory=dict)
     logs: dict[str, Any] = field(default_factory=dict)
+    stop: Any = None  # StopRule | None
 
     def log(self, key: str, value: Any) -> None:
         self.logs[key] = value
+
+    def stopper(self, model: LlavaAdapter, rule: Any = None, extra_groups: list[list[dict]] = ()):
+        """The shared stopping rule on this request's validation items (``rule``, default the
+        run's ``stop``): a ValidationStopper to pass to the engine as ``should_stop``, or None."""
+        from .stopping import ValidationStopper, validation_groups
+
+        rule = rule or self.stop
+        if rule is None:
+            return None
+        return ValidationStopper(model, validation_groups(self.validation, self.setting) + list(extra_groups), rule)
 
 
 @dataclass
@@ -285,7 +298,12 @@ class GradientMethod(Method):
             if not context.retain:
                 raise MMUError(f"method {self.name!r} needs retain data and the context has none")
             retain = MixtureSampler([(model.encode(context.retain), 1.0)], h.batch_size, context.seed + 1)
+        stopper = context.stopper(model)  # the run's --stop-at rule, if any: it sets the budget
+        steps = stopper.rule.budget if stopper is not None else h.steps
         model.model.train()
+
+        def should_stop(step: int) -> bool:
+            return bool((stopper is not None and stopper(step)) or self.should_stop(model, step, context))
 
         def loss_fn(step: int) -> torch.Tensor:
             # Every process draws the same global batches; each computes its own part of them
@@ -296,13 +314,13 @@ class GradientMethod(Method):
 
         try:
             result = train(params, loss_fn,
-                           TrainConfig(steps=h.steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip,
+                           TrainConfig(steps=steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip,
                                        weight_decay=h.weight_decay, seed=context.seed, progress=context.progress,
                                        desc=f"unlearn {self.name}"),
                            device=model.device,
                            after_step=self.after_step if self._overrides("after_step") else None,
                            before_step=self.before_step if self._overrides("before_step") else None,
-                           should_stop=lambda step: self.should_stop(model, step, context))
+                           should_stop=should_stop)
         finally:
             model.model.eval()
             if lora is not None:
@@ -312,3 +330,5 @@ class GradientMethod(Method):
         context.log("steps", result.steps)
         context.log("final_loss", round(result.losses[-1], 6))
         context.log("stopped_early", result.stopped_early)
+        if stopper is not None:
+            stopper.log_to(context.log, "run")

@@ -58,7 +58,7 @@ def make_context(benchmark, split: str, seed: int, progress: bool, device=None) 
     validation = benchmark.validation(split) if hasattr(benchmark, "validation") else {}
     return UnlearnContext(retain=benchmark.retain_items(split), seed=seed, progress=progress,
                           reference=reference, device=device, validation=validation,
-                          setting=setting_of(benchmark).name)
+                          setting=setting_of(benchmark).name, stop=getattr(benchmark, "stop_rule", None))
 
 
 def unlearn_once(method: Method, benchmark, split: str, seed: int, progress: bool):
@@ -244,7 +244,7 @@ class ContinualProtocol:
             keep = set(chunk)
             request = type(full)(forget=[it for it in full.forget if it["entity_id"] in keep],
                                  forget_entities=chunk, index=r, setting=full.setting)
-            context.validation = {k: [it for it in v if k != "forget" or it["entity_id"] in keep]
+            context.validation = {k: [it for it in v if not k.startswith("forget") or it["entity_id"] in keep]
                                   for k, v in all_val.items()}
             context.logs = {}
             try:

@@ -52,6 +52,7 @@ class RunSpec:
     progress: bool = True
     eval_protocol: str = "loglik"  # or "official" (mllmu, clear): the benchmark's released prompts
     shots: int | None = None  # few-shot profiles of the official protocol (None: the protocol's)
+    stop_at: str | None = None  # the shared stopping rule, e.g. "forget=0.3,every=5,budget=200" (stopping.py)
 
 
 @dataclass
@@ -106,14 +107,57 @@ def _setup(spec: RunSpec):
                        f"{', '.join(spec.protocol_options)}: {e}") from None
     # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
     # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
+    rule = stop_rule_of(spec)
+    # a stopping rule changes what the run measures (matched forgetting): its own directory
+    options = spec.protocol_options | ({"stop": rule.tag} if rule is not None else {})
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, changed_hyper(method), spec.protocol_options, setting=setting.name)
+                   spec.seed, changed_hyper(method), options, setting=setting.name)
     return method, bench_cls, protocol, eval_cfg, path, setting
+
+
+def stop_rule_of(spec: RunSpec):
+    """The spec's shared stopping rule (``stop_at``), or None."""
+    from .stopping import StopRule
+
+    return StopRule.parse(spec.stop_at) if spec.stop_at else None
+
+
+def _reference_names() -> tuple[str, ...]:
+    from .leaderboard import REFERENCE_NAMES
+
+    return REFERENCE_NAMES
+
+
+def _stop_record(spec: RunSpec, method, logs: dict) -> dict | None:
+    """What config.json / metrics.json say about the stopping rule; warns when a method ignored it
+    (one that overrides ``unlearn`` without using ``context.stopper``)."""
+    rule = stop_rule_of(spec)
+    if rule is None:
+        return None
+
+    def found(d) -> bool:
+        return isinstance(d, dict) and ("stop_rule" in d or any(found(v) for v in d.values()))
+
+    def values(d, key) -> list:  # every request's log (continual logs nest per request)
+        if not isinstance(d, dict):
+            return []
+        return ([d[key]] if key in d else []) + [x for v in d.values() for x in values(v, key)]
+
+    honoured = found(logs) or getattr(method, "name", "") in _reference_names()  # those unlearn nothing
+    if not honoured:
+        import sys
+
+        print(f"mmu-bench: method {spec.method!r} did not apply the stopping rule (--stop-at {spec.stop_at}); "
+              f"its row is not at matched forgetting", file=sys.stderr)
+    reached = values(logs, "stop_target_reached")
+    return rule.as_dict() | {"rule": rule.describe(), "honoured": honoured,
+                             "reached": bool(reached) and all(reached), "steps": sum(values(logs, "steps"))}
 
 
 def _benchmark_for(bench_cls, spec: RunSpec, setting):
     bench = make_benchmark(bench_cls, spec)  # the spec's zoo recipe overrides applied there
     bench.setting = setting  # what the benchmark's forget request hands a method
+    bench.stop_rule = stop_rule_of(spec)  # the shared stopping rule every method's context carries
     if hasattr(bench, "check_split"):
         bench.check_split(spec.forget_split)
     return bench
@@ -139,6 +183,11 @@ def run(spec: RunSpec) -> RunOutcome:
         stats = bench.reference_forget_statistics(spec.forget_split, eval_cfg)
         result.metrics = dict(sorted((result.metrics | forget_quality_metrics(
             result.samples, stats["retrain"], stats["retrain_visual"])).items()))
+    stop = _stop_record(spec, method, result.method_logs)
+    if stop is not None and stop["honoured"] and method.name not in _reference_names():
+        # matched-forgetting tables show whether each run got there, and in how many steps
+        result.metrics = dict(sorted((result.metrics | {"stop.reached": float(stop["reached"]),
+                                                        "stop.steps": float(stop["steps"])}).items()))
     config = {
         "spec": dataclasses.asdict(spec) | {"overwrite": None, "progress": None},
         "method": {"name": method.name, "class": f"{type(method).__module__}.{type(method).__qualname__}",
@@ -158,6 +207,7 @@ def run(spec: RunSpec) -> RunOutcome:
         "method": result.method_logs,
         "protocol": result.details,
         "timings": result.timings | {"reference": round(t_ref, 2)},
+        "stop_rule": stop,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     from . import distributed

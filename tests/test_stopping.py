@@ -1,0 +1,106 @@
+"""The shared stopping rule (--stop-at): every method stops on validation items, never on reported ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SMALL_RECIPE
+from mmu_bench.errors import MMUError
+from mmu_bench.protocols import make_context
+from mmu_bench.stopping import StopRule
+from mmu_bench.tasks.synthetic.plugin import SyntheticBenchmark
+
+SPLIT = "forget_10"
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def bench(small_zoo, cache_dir):
+    small_zoo.path("finetuned")
+    return SyntheticBenchmark(size=20, cache_dir=cache_dir, recipe=SMALL_RECIPE, progress=False, device="cpu")
+
+
+def _unlearn(bench, method, rule, setting=None):
+    from mmu_bench.protocols import forget_request
+    from mmu_bench.settings import get_setting
+
+    bench.setting = get_setting(setting or "visual")
+    bench.stop_rule = rule
+    try:
+        model = bench.load("finetuned", SPLIT)
+        ctx = make_context(bench, SPLIT, 0, progress=False)
+        method.unlearn(model, forget_request(bench, SPLIT), ctx)
+    finally:
+        bench.setting, bench.stop_rule = None, None
+    return model, ctx
+
+
+def test_rule_parses_and_names_what_is_wrong():
+    assert StopRule.parse("forget=0.3") == StopRule(0.3, 5, 200)
+    assert StopRule.parse("forget=0.25,every=2,budget=50") == StopRule(0.25, 2, 50)
+    assert StopRule.parse("forget=0.3").tag == "forget0.3e5b200"
+    with pytest.raises(MMUError, match="target is required"):
+        StopRule.parse("every=3")
+    with pytest.raises(MMUError, match="'x' is not a number"):
+        StopRule.parse("forget=x")
+    with pytest.raises(MMUError, match="expected forget=<acc>"):
+        StopRule.parse("forget=0.3,steps=4")
+    with pytest.raises(MMUError, match=r"must be in \[0, 1\]"):
+        StopRule(1.5)
+
+
+def test_a_baseline_stops_at_the_target_on_validation_items_only(bench):
+    from methods.ga import GA
+
+    rule = StopRule(target=0.3, every=5, budget=100)
+    _, ctx = _unlearn(bench, GA(), rule)
+    logs = ctx.logs
+    assert logs["stop_rule"]["source"] == "run" and logs["stop_target_reached"] is True
+    assert logs["stopped_early"] and logs["steps"] < 100 and logs["steps"] % 5 == 0
+    trajectory = logs["validation_forget_acc"]
+    assert trajectory[-1][0] == logs["steps"] and trajectory[-1][1] <= 0.3 < trajectory[0][1]
+    # the rule read fresh renderings, none of them a reported item
+    val_ids = {it["id"] for it in ctx.validation["forget"]}
+    reported = {it["id"] for role in bench.tasks(SPLIT).values() for it in role}
+    assert val_ids and not val_ids & reported
+
+
+def test_budget_bounds_an_unreachable_target(bench):
+    from methods.ga import GA
+
+    _, ctx = _unlearn(bench, GA(lr=1e-6), StopRule(target=0.0, every=2, budget=6))
+    assert ctx.logs["steps"] == 6 and ctx.logs["stop_target_reached"] is False
+    assert [t[0] for t in ctx.logs["validation_forget_acc"]] == [2, 4, 6]
+
+
+def test_full_setting_also_waits_for_the_text_route(bench):
+    from methods.ga import GA
+
+    _, ctx = _unlearn(bench, GA(), StopRule(target=0.3, every=5, budget=100), setting="full")
+    assert ctx.validation["forget_text"] and all(it["modality"] == "qa" for it in ctx.validation["forget_text"])
+    last = ctx.logs["validation_forget_acc"][-1]
+    assert len(last) == 3 and max(last[1:]) <= 0.3  # (step, image acc, text acc)
+
+
+def test_cvf_uses_the_same_rule(bench):
+    from methods.cvf import CVF
+
+    _, ctx = _unlearn(bench, CVF(steps=40), StopRule(target=0.3, every=4, budget=40))
+    assert ctx.logs["stop_rule"] == {"target": 0.3, "every": 4, "budget": 40, "source": "run"}
+    assert all(step % 4 == 0 for step, *_ in ctx.logs["validation_forget_acc"])
+    _, own = _unlearn(bench, CVF(steps=40, eval_every=10), None)
+    assert own.logs["stop_rule"]["source"] == "cvf" and own.logs["stop_rule"]["every"] == 10
+
+
+def test_run_records_the_rule_in_its_own_directory(small_zoo, cache_dir, tmp_path):
+    from mmu_bench.run import RunSpec, run
+
+    o = run(RunSpec(method="ga", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
+                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps},
+                    stop_at="forget=0.3,every=5,budget=100"))
+    assert o.path.parts[-3] == "static-stopforget0.3e5b100"
+    assert o.metrics["stop.reached"] == 1.0 and o.metrics["stop.steps"] == o.doc["method"]["steps"]
+    doc = json.loads((o.path / "metrics.json").read_text())
+    assert doc["stop_rule"]["honoured"] and "never on reported items" in doc["stop_rule"]["rule"]
