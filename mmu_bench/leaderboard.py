@@ -207,6 +207,66 @@ def column_label(key: str, setting: str | None = "visual") -> str:
     return f"{column_name(key)} {ARROW[direction(key, setting)]}"
 
 
+# ----------------------------------------------------------------------------- confidence
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CI_RULE = ("Bold: the best method per column (max for ↑, min for ↓, closest to 0 for →0; reference rows, "
+           "reference pseudo-methods and diverged rows excluded), only where its 95 % CI does not overlap "
+           "the CI of any other ranked method (the runner-up's included); otherwise ≈ marks the leader and "
+           "every method whose CI overlaps the leader's (not distinguishable). Compared at the shown "
+           "precision. A single seed's CI is a point, so a one-seed row wins only by a strictly better "
+           "value, and it says nothing about that method's seed variance.")
+
+
+def bootstrap_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` (``BOOTSTRAP_RESAMPLES`` resamples).
+    The generator is seeded on every call, so a table is the same on every machine and run.
+    One value (or all equal) gives a point."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 or np.all(x == x[0]):
+        return float(x.mean()), float(x.mean())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = x[rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _badness(lo: float, hi: float, d: str) -> tuple[float, float]:
+    """An interval of values turned into an interval of "badness" (lower is better) for direction
+    ``d``, rounded to the shown precision, so one rule compares every direction."""
+    if d == "up":
+        lo, hi = -hi, -lo
+    elif d == "zero":   # distance from 0; an interval straddling 0 reaches 0
+        lo, hi = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+    return round(lo, 3), round(hi, 3)
+
+
+def _marks(rows: list["Row"], key: str, d: str) -> dict[str, str]:
+    """The leader (best mean at the shown precision; the first label on a tie) is "best" when its
+    CI lies strictly on the better side of every other row's CI; else it and every row whose CI
+    reaches it are "tie". A row without a CI (reference) counts as a point at its mean."""
+    if not rows:
+        return {}
+
+    def mean_bad(r: Row) -> float:
+        return _badness(r.mean[key], r.mean[key], d)[0]
+
+    def ci_bad(r: Row) -> tuple[float, float]:
+        return _badness(*r.ci.get(key, (r.mean[key], r.mean[key])), d)
+
+    top = min(rows, key=mean_bad)
+    close = [r for r in rows if r is not top
+             and (mean_bad(r) <= mean_bad(top) or ci_bad(r)[0] <= ci_bad(top)[1])]
+    if not close:
+        return {top.label: "best"}
+    return {r.label: "tie" for r in [top] + close}
+
+
 # ----------------------------------------------------------------------------- grouping
 
 
@@ -221,6 +281,8 @@ class Row:
     seeds: list[int] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
     pseudo: bool = False            # a run of a reference pseudo-method (finetuned, retrain, ...)
+    values: dict[str, list[float]] = field(default_factory=dict)        # per key: one value per run, by seed
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)    # per key: 95 % bootstrap CI of the mean
 
     @property
     def ranked(self) -> bool:
@@ -257,16 +319,19 @@ class Group:
                          self.forget_split))
         return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
 
+    def marks(self, key: str) -> dict[str, str]:
+        """Which ranked rows column ``key`` marks: ``{label: "best"}`` for a clear winner, else
+        ``{label: "tie"}`` for the tied leaders (see :func:`_marks`)."""
+        ranked = [r for r in self.rows if r.ranked and key in r.mean]
+        return _marks(ranked, key, direction(key, self.setting_name))
+
     def best(self, key: str) -> set[str]:
-        """Labels of the ranked rows with the best mean in column ``key`` (ties at the shown
-        precision all win): max for up, min for down, closest to 0 for zero."""
-        vals = {r.label: round(r.mean[key], 3) for r in self.rows if r.ranked and key in r.mean}
-        if not vals:
-            return set()
-        d = direction(key, self.setting_name)
-        score = {"up": lambda v: -v, "down": lambda v: v, "zero": abs}[d]
-        top = min(score(v) for v in vals.values())
-        return {lab for lab, v in vals.items() if score(v) == top}
+        """Labels of the clear winners of column ``key`` (bold): none when the leaders tie."""
+        return {lab for lab, m in self.marks(key).items() if m == "best"}
+
+    def tied(self, key: str) -> set[str]:
+        """Labels of the tied leaders of column ``key`` (marked ≈)."""
+        return {lab for lab, m in self.marks(key).items() if m == "tie"}
 
     def caption(self) -> str:
         methods = [r for r in self.rows if r.kind == "method"]
@@ -276,10 +341,11 @@ class Group:
         st = self.setting or get_setting("visual")
         return (f"Setting {st.name} ({st.description}); oracle {st.oracle}. "
                 f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
+                f"95 % CI of the mean: percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples, "
+                f"seeded), in the CSV (<key>_ci_low, <key>_ci_high) and the HTML page. "
                 f"Reference rows: one deterministic evaluation of the zoo model. "
                 f"Aggregates: {st.efficacy_formula()}; {st.retention_formula(self.retention_inputs)}. "
-                f"Bold: best method per column (max for ↑, min for ↓, closest to 0 for →0; "
-                f"reference rows excluded).{div}")
+                f"{CI_RULE}{div}")
 
 
 def _refs_equal(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> str | None:
@@ -347,11 +413,13 @@ def _method_row(label: str, runs: list[RunRecord], setting: Setting) -> Row:
     runs = sorted(runs, key=lambda r: r.seed)
     per_run = [with_aggregates(r.metrics, setting) for r in runs]
     keys = sorted({k for m in per_run for k in m})
+    values = {k: [m[k] for m in per_run if k in m] for k in keys}
     mean, std = {}, {}
     for k in keys:
-        mean[k], std[k] = _mean_std([m[k] for m in per_run if k in m])
+        mean[k], std[k] = _mean_std(values[k])
     return Row(label, "method", len(runs), sum(r.diverged for r in runs), mean, std,
-               [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES)
+               [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES,
+               values=values, ci={k: bootstrap_ci(v) for k, v in values.items()})
 
 
 def _mean_curve(curves: list[list[float]]) -> list[float]:
@@ -449,17 +517,23 @@ def _label(row: Row) -> str:
     return row.label + (f" (diverged {row.n_diverged}/{row.n})" if row.n_diverged else "")
 
 
+TIE = "≈ "   # the mark of a tied leader, the same in every format (bold marks a clear winner)
+
+
 def _body(g: Group, pm: str, bold: Callable[[str], str], esc: Callable[[str], str]) -> list[list[str]]:
-    best = {k: g.best(k) for k in g.keys}
+    marks = {k: g.marks(k) for k in g.keys}
     body = []
     for r in g.rows:
         line = [esc(_label(r)), "-" if r.kind == "reference" else str(r.n)]
         for k in g.keys:
             c = _cell(r, k, pm)
+            mark = marks[k].get(r.label)
             if c is None:
                 line.append("-")
+            elif mark == "best":
+                line.append(bold(esc(c)))
             else:
-                line.append(bold(esc(c)) if r.label in best[k] else esc(c))
+                line.append(esc(TIE + c) if mark == "tie" else esc(c))
         body.append(line)
     return body
 
@@ -471,7 +545,8 @@ _LATEX_ARROW = {"up": r"$\uparrow$", "down": r"$\downarrow$", "zero": r"$\to 0$"
 
 def latex_escape(s: str) -> str:
     s = "".join(_LATEX_ESC.get(ch, ch) for ch in s)
-    for sym, tex in (("±", r"$\pm$"), ("→", r"$\to$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$")):
+    for sym, tex in (("±", r"$\pm$"), ("→", r"$\to$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                     ("≈", r"$\approx$")):
         s = s.replace(sym, tex)
     return s
 
@@ -511,6 +586,17 @@ def _render_latex(g: Group) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _csv_cells(r: Row, key: str | None) -> list[str]:
+    """mean, std, ci_low, ci_high of ``key`` (None: the group lacks the column); a reference row
+    is one evaluation, so it has no std or CI."""
+    if key is None or key not in r.mean:
+        return [""] * 4
+    if r.kind == "reference":
+        return [repr(round(r.mean[key], 6)), "", "", ""]
+    lo, hi = r.ci.get(key, (r.mean[key], r.mean[key]))
+    return [repr(round(v, 6)) for v in (r.mean[key], r.std.get(key, 0.0), lo, hi)]
+
+
 def _render_csv(groups: list[Group]) -> str:
     keys: list[str] = []
     for g in groups:
@@ -518,16 +604,10 @@ def _render_csv(groups: list[Group]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["benchmark", "model", "setting", "protocol", "forget_split", "row", "kind", "n", "n_diverged"]
-               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+               + [f"{k}_{s}" for k in keys for s in ("mean", "std", "ci_low", "ci_high")])
     for g in groups:
         for r in g.rows:
-            vals = []
-            for k in keys:
-                if k in r.mean and k in g.keys:
-                    vals += [repr(round(r.mean[k], 6)),
-                             "" if r.kind == "reference" else repr(round(r.std.get(k, 0.0), 6))]
-                else:
-                    vals += ["", ""]
+            vals = [v for k in keys for v in _csv_cells(r, k if k in g.keys else None)]
             ref = r.kind == "reference"
             w.writerow([g.benchmark, g.model, g.setting_name, g.protocol, g.forget_split, r.label, r.kind,
                         "" if ref else r.n, "" if ref else r.n_diverged] + vals)
