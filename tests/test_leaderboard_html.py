@@ -139,3 +139,12 @@ def test_sorting_and_tabs_in_a_real_browser(runs, tmp_path, browser):
     browser.find_element(By.CSS_SELECTOR, 'nav.tabs button[data-setting="full"]').click()
     assert full.is_displayed() and not visual.is_displayed()
     assert full.find_element(By.CSS_SELECTOR, "table.leaderboard").is_displayed()
+
+
+def test_a_missing_browser_skips_here_but_fails_in_ci(monkeypatch):
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        _need(False, "no browser")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _need(False, "no browser")
