@@ -342,7 +342,7 @@ class Group:
         return (f"Setting {st.name} ({st.description}); oracle {st.oracle}. "
                 f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
                 f"95 % CI of the mean: percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples, "
-                f"seeded), in the CSV (<key>_ci_low, <key>_ci_high) and the HTML page. "
+                f"seeded), in the CSV (each key's ci_low and ci_high columns) and the HTML page. "
                 f"Reference rows: one deterministic evaluation of the zoo model. "
                 f"Aggregates: {st.efficacy_formula()}; {st.retention_formula(self.retention_inputs)}. "
                 f"{CI_RULE}{div}")
