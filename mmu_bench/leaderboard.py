@@ -207,6 +207,66 @@ def column_label(key: str, setting: str | None = "visual") -> str:
     return f"{column_name(key)} {ARROW[direction(key, setting)]}"
 
 
+# ----------------------------------------------------------------------------- confidence
+
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CI_RULE = ("Bold: the best method per column (max for ↑, min for ↓, closest to 0 for →0; reference rows, "
+           "reference pseudo-methods and diverged rows excluded), only where its 95 % CI does not overlap "
+           "the CI of any other ranked method (the runner-up's included); otherwise ≈ marks the leader and "
+           "every method whose CI overlaps the leader's (not distinguishable). Compared at the shown "
+           "precision. A single seed's CI is a point, so a one-seed row wins only by a strictly better "
+           "value, and it says nothing about that method's seed variance.")
+
+
+def bootstrap_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values`` (``BOOTSTRAP_RESAMPLES`` resamples).
+    The generator is seeded on every call, so a table is the same on every machine and run.
+    One value (or all equal) gives a point."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 or np.all(x == x[0]):
+        return float(x.mean()), float(x.mean())
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    means = x[rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def _badness(lo: float, hi: float, d: str) -> tuple[float, float]:
+    """An interval of values turned into an interval of "badness" (lower is better) for direction
+    ``d``, rounded to the shown precision, so one rule compares every direction."""
+    if d == "up":
+        lo, hi = -hi, -lo
+    elif d == "zero":   # distance from 0; an interval straddling 0 reaches 0
+        lo, hi = (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi))), max(abs(lo), abs(hi))
+    return round(lo, 3), round(hi, 3)
+
+
+def _marks(rows: list["Row"], key: str, d: str) -> dict[str, str]:
+    """The leader (best mean at the shown precision; the first label on a tie) is "best" when its
+    CI lies strictly on the better side of every other row's CI; else it and every row whose CI
+    reaches it are "tie". A row without a CI (reference) counts as a point at its mean."""
+    if not rows:
+        return {}
+
+    def mean_bad(r: Row) -> float:
+        return _badness(r.mean[key], r.mean[key], d)[0]
+
+    def ci_bad(r: Row) -> tuple[float, float]:
+        return _badness(*r.ci.get(key, (r.mean[key], r.mean[key])), d)
+
+    top = min(rows, key=mean_bad)
+    close = [r for r in rows if r is not top
+             and (mean_bad(r) <= mean_bad(top) or ci_bad(r)[0] <= ci_bad(top)[1])]
+    if not close:
+        return {top.label: "best"}
+    return {r.label: "tie" for r in [top] + close}
+
+
 # ----------------------------------------------------------------------------- grouping
 
 
@@ -221,6 +281,8 @@ class Row:
     seeds: list[int] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
     pseudo: bool = False            # a run of a reference pseudo-method (finetuned, retrain, ...)
+    values: dict[str, list[float]] = field(default_factory=dict)        # per key: one value per run, by seed
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)    # per key: 95 % bootstrap CI of the mean
 
     @property
     def ranked(self) -> bool:
@@ -257,16 +319,19 @@ class Group:
                          self.forget_split))
         return re.sub(r"[^A-Za-z0-9._-]+", "_", raw)
 
+    def marks(self, key: str) -> dict[str, str]:
+        """Which ranked rows column ``key`` marks: ``{label: "best"}`` for a clear winner, else
+        ``{label: "tie"}`` for the tied leaders (see :func:`_marks`)."""
+        ranked = [r for r in self.rows if r.ranked and key in r.mean]
+        return _marks(ranked, key, direction(key, self.setting_name))
+
     def best(self, key: str) -> set[str]:
-        """Labels of the ranked rows with the best mean in column ``key`` (ties at the shown
-        precision all win): max for up, min for down, closest to 0 for zero."""
-        vals = {r.label: round(r.mean[key], 3) for r in self.rows if r.ranked and key in r.mean}
-        if not vals:
-            return set()
-        d = direction(key, self.setting_name)
-        score = {"up": lambda v: -v, "down": lambda v: v, "zero": abs}[d]
-        top = min(score(v) for v in vals.values())
-        return {lab for lab, v in vals.items() if score(v) == top}
+        """Labels of the clear winners of column ``key`` (bold): none when the leaders tie."""
+        return {lab for lab, m in self.marks(key).items() if m == "best"}
+
+    def tied(self, key: str) -> set[str]:
+        """Labels of the tied leaders of column ``key`` (marked ≈)."""
+        return {lab for lab, m in self.marks(key).items() if m == "tie"}
 
     def caption(self) -> str:
         methods = [r for r in self.rows if r.kind == "method"]
@@ -276,10 +341,11 @@ class Group:
         st = self.setting or get_setting("visual")
         return (f"Setting {st.name} ({st.description}); oracle {st.oracle}. "
                 f"Mean ± std over seeds (std with ddof=1; 0 for one seed); seeds: {seeds}. "
+                f"95 % CI of the mean: percentile bootstrap over seeds ({BOOTSTRAP_RESAMPLES} resamples, "
+                f"seeded), in the CSV (each key's ci_low and ci_high columns) and the HTML page. "
                 f"Reference rows: one deterministic evaluation of the zoo model. "
                 f"Aggregates: {st.efficacy_formula()}; {st.retention_formula(self.retention_inputs)}. "
-                f"Bold: best method per column (max for ↑, min for ↓, closest to 0 for →0; "
-                f"reference rows excluded).{div}")
+                f"{CI_RULE}{div}")
 
 
 def _refs_equal(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> str | None:
@@ -347,11 +413,13 @@ def _method_row(label: str, runs: list[RunRecord], setting: Setting) -> Row:
     runs = sorted(runs, key=lambda r: r.seed)
     per_run = [with_aggregates(r.metrics, setting) for r in runs]
     keys = sorted({k for m in per_run for k in m})
+    values = {k: [m[k] for m in per_run if k in m] for k in keys}
     mean, std = {}, {}
     for k in keys:
-        mean[k], std[k] = _mean_std([m[k] for m in per_run if k in m])
+        mean[k], std[k] = _mean_std(values[k])
     return Row(label, "method", len(runs), sum(r.diverged for r in runs), mean, std,
-               [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES)
+               [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES,
+               values=values, ci={k: bootstrap_ci(v) for k, v in values.items()})
 
 
 def _mean_curve(curves: list[list[float]]) -> list[float]:
@@ -450,17 +518,23 @@ def _label(row: Row) -> str:
     return row.label + (f" (diverged {row.n_diverged}/{row.n})" if row.n_diverged else "")
 
 
+TIE = "≈ "   # the mark of a tied leader, the same in every format (bold marks a clear winner)
+
+
 def _body(g: Group, pm: str, bold: Callable[[str], str], esc: Callable[[str], str]) -> list[list[str]]:
-    best = {k: g.best(k) for k in g.keys}
+    marks = {k: g.marks(k) for k in g.keys}
     body = []
     for r in g.rows:
         line = [esc(_label(r)), "-" if r.kind == "reference" else str(r.n)]
         for k in g.keys:
             c = _cell(r, k, pm)
+            mark = marks[k].get(r.label)
             if c is None:
                 line.append("-")
+            elif mark == "best":
+                line.append(bold(esc(c)))
             else:
-                line.append(bold(esc(c)) if r.label in best[k] else esc(c))
+                line.append(esc(TIE + c) if mark == "tie" else esc(c))
         body.append(line)
     return body
 
@@ -472,7 +546,8 @@ _LATEX_ARROW = {"up": r"$\uparrow$", "down": r"$\downarrow$", "zero": r"$\to 0$"
 
 def latex_escape(s: str) -> str:
     s = "".join(_LATEX_ESC.get(ch, ch) for ch in s)
-    for sym, tex in (("±", r"$\pm$"), ("→", r"$\to$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$")):
+    for sym, tex in (("±", r"$\pm$"), ("→", r"$\to$"), ("↑", r"$\uparrow$"), ("↓", r"$\downarrow$"),
+                     ("≈", r"$\approx$")):
         s = s.replace(sym, tex)
     return s
 
@@ -484,14 +559,163 @@ def _render_md(g: Group) -> str:
     return f"### {g.title}\n\n_{g.caption()}_\n\n{table}\n"
 
 
-def _render_html(g: Group) -> str:
-    headers = [html.escape(h) for h in ["method", "n"] + [column_label(k, g.setting_name) for k in g.keys]]
-    body = _body(g, " ± ", lambda s: f"<b>{s}</b>", html.escape)
-    # "unsafehtml": tabulate's "html" escapes every cell, which would show the <b> tags as text;
-    # the cells are escaped above instead.
-    table = tabulate(body, headers=headers, tablefmt="unsafehtml", disable_numparse=True)
-    return (f"<h3>{html.escape(g.title)}</h3>\n<p class=\"caption\">{html.escape(g.caption())}</p>\n"
-            f"{table}\n")
+# ----------------------------------------------------------------------------- html page
+
+# Inline so the page is one self-contained file: no external stylesheet, script or image.
+_HTML_CSS = r"""
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+nav.tabs { margin: 1em 0; border-bottom: 1px solid #aaa; }
+nav.tabs button { font: inherit; padding: .35em 1em; border: 1px solid #aaa; border-bottom: none;
+  background: #eee; cursor: pointer; }
+nav.tabs button[aria-selected="true"] { background: #fff; font-weight: bold; }
+table.leaderboard { border-collapse: collapse; font-size: 90%; margin: .5em 0 1.5em; }
+table.leaderboard th, table.leaderboard td { border: 1px solid #ccc; padding: .25em .5em; text-align: right; }
+table.leaderboard td { white-space: nowrap; }
+table.leaderboard th { background: #f4f4f4; cursor: pointer; user-select: none; }
+table.leaderboard th[data-sorted="best"]::after { content: " \25BE"; }
+table.leaderboard th[data-sorted="worst"]::after { content: " \25B4"; }
+table.leaderboard td[data-key="method"] { text-align: left; }
+table.leaderboard tbody.reference td { color: #555; background: #fafafa; }
+table.leaderboard tbody.reference { border-bottom: 2px solid #888; }
+td.tie { text-decoration: underline dotted; }
+small.ci { display: block; color: #777; font-size: 80%; }
+p.caption { font-size: 85%; color: #444; max-width: 75em; }
+figure img { max-width: 100%; }
+"""
+
+_HTML_JS = """
+(function () {
+  "use strict";
+  // Tabs: one setting's tables at a time; without script every setting stays visible.
+  var tabs = Array.from(document.querySelectorAll("nav.tabs button"));
+  var panels = Array.from(document.querySelectorAll("section.setting"));
+  function show(name) {
+    panels.forEach(function (p) { p.hidden = p.dataset.setting !== name; });
+    tabs.forEach(function (t) { t.setAttribute("aria-selected", String(t.dataset.setting === name)); });
+  }
+  tabs.forEach(function (t) { t.addEventListener("click", function () { show(t.dataset.setting); }); });
+  if (tabs.length) { show(tabs[0].dataset.setting); }
+
+  // Sorting: the first click on a header puts the best mean first (by the column's arrow), the
+  // next click reverses. Each tbody sorts on its own, so the reference rows stay on top; a
+  // missing value sorts last either way; equal values keep the original order.
+  function badness(td, dir) {
+    var v = td ? td.dataset.value : undefined;
+    if (v === undefined || v === "") { return null; }
+    if (dir === "text") { return v.toLowerCase(); }
+    var x = parseFloat(v);
+    return dir === "up" ? -x : (dir === "zero" ? Math.abs(x) : x);
+  }
+  function sortBy(table, th) {
+    var heads = Array.from(th.parentNode.children), col = heads.indexOf(th), dir = th.dataset.direction;
+    var order = th.dataset.sorted === "best" ? "worst" : "best", sign = order === "best" ? 1 : -1;
+    heads.forEach(function (h) { delete h.dataset.sorted; });
+    th.dataset.sorted = order;
+    table.querySelectorAll("tbody").forEach(function (tb) {
+      var rows = Array.from(tb.rows);
+      rows.sort(function (a, b) {
+        var x = badness(a.cells[col], dir), y = badness(b.cells[col], dir);
+        var tie = a.dataset.index - b.dataset.index;
+        if (x === null || y === null) { return (x === null) - (y === null) || tie; }
+        return x < y ? -sign : (x > y ? sign : tie);
+      });
+      rows.forEach(function (r) { tb.appendChild(r); });
+    });
+  }
+  document.querySelectorAll("table.leaderboard").forEach(function (table) {
+    table.querySelectorAll("thead th").forEach(function (th) {
+      th.addEventListener("click", function () { sortBy(table, th); });
+    });
+  });
+})();
+"""
+
+
+def _attrs(a: dict[str, Any]) -> str:
+    """`` name="value"`` for every attribute that is not None, escaped."""
+    return "".join(f' {k}="{html.escape(str(v), quote=True)}"' for k, v in a.items() if v is not None)
+
+
+def _html_cell(r: Row, key: str, mark: str | None) -> str:
+    """One metric cell: mean ± std as in the other formats, the CI below it (and as a tooltip),
+    and data-key / data-value (the mean) for the sorting script and the tests."""
+    if key not in r.mean:
+        return f"<td{_attrs({'data-key': key})}>-</td>"
+    text = html.escape(_cell(r, key, " ± "))
+    text = f"<b>{text}</b>" if mark == "best" else (html.escape(TIE) + text if mark == "tie" else text)
+    a = {"data-key": key, "data-value": repr(round(r.mean[key], 6)), "class": mark}
+    if r.kind == "method":
+        lo, hi = r.ci.get(key, (r.mean[key], r.mean[key]))
+        a |= {"data-ci-low": repr(round(lo, 6)), "data-ci-high": repr(round(hi, 6)),
+              "title": f"95 % CI of the mean: [{_fmt(lo)}, {_fmt(hi)}] (bootstrap over {r.n} seed(s))"}
+        text += f'<small class="ci">[{_fmt(lo)}, {_fmt(hi)}]</small>'
+    return f"<td{_attrs(a)}>{text}</td>"
+
+
+def _html_row(g: Group, r: Row, index: int, marks: dict[str, dict[str, str]]) -> str:
+    ref = r.kind == "reference"
+    cells = [f"<td{_attrs({'data-key': 'method', 'data-value': r.label})}>{html.escape(_label(r))}</td>",
+             f"<td{_attrs({'data-key': 'n', 'data-value': None if ref else r.n})}>{'-' if ref else r.n}</td>"]
+    cells += [_html_cell(r, k, marks[k].get(r.label)) for k in g.keys]
+    a = {"data-row": r.label, "data-kind": r.kind, "data-index": index}
+    return f"<tr{_attrs(a)}>" + "".join(cells) + "</tr>"
+
+
+def _html_table(g: Group) -> str:
+    """The group's table: a header row, then the reference rows and the method rows in two
+    tbody blocks (each sorts on its own, so the references stay on top)."""
+    heads = [("method", "method", "text"), ("n", "n", "up")] + \
+        [(column_label(k, g.setting_name), k, direction(k, g.setting_name)) for k in g.keys]
+    th = "".join(f"<th{_attrs({'data-key': k, 'data-direction': d, 'title': 'sort: best first, again: reversed'})}>"
+                 f"{html.escape(label)}</th>" for label, k, d in heads)
+    marks = {k: g.marks(k) for k in g.keys}
+    blocks = []
+    for kind in ("reference", "method"):
+        rows = [_html_row(g, r, i, marks) for i, r in enumerate(g.rows) if r.kind == kind]
+        if rows:
+            blocks.append(f'<tbody class="{kind}">\n' + "\n".join(rows) + "\n</tbody>")
+    return (f"<table{_attrs({'class': 'leaderboard', 'id': 'table-' + g.slug})}>\n<thead><tr>{th}</tr></thead>\n"
+            + "\n".join(blocks) + "\n</table>")
+
+
+def _html_figures(g: Group, plots: list[Path]) -> str:
+    """The group's PNG plots (named ``<slug>.*.png`` by :func:`plot`), embedded as base64."""
+    import base64
+
+    out = []
+    for p in plots:
+        if p.name.startswith(g.slug + ".") and p.suffix == ".png":
+            data = base64.b64encode(p.read_bytes()).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}"{_attrs({"alt": p.name})}/>'
+                       f"<figcaption>{html.escape(p.name)}</figcaption></figure>")
+    return "\n".join(out)
+
+
+def _render_html(g: Group, plots: list[Path] | None = None) -> str:
+    return (f"<div{_attrs({'class': 'group', 'id': g.slug})}>\n<h3>{html.escape(g.title)}</h3>\n"
+            f"<p class=\"caption\">{html.escape(g.caption())}</p>\n{_html_table(g)}\n"
+            f"{_html_figures(g, plots or [])}\n</div>\n")
+
+
+def _html_page(groups: list[Group], provenance: list[str] | None, title: str | None,
+               plots: list[Path] | None) -> str:
+    """One self-contained page: title, provenance, a tab per setting holding its tables (and
+    their plots), the inline sorting / tab script."""
+    settings = list(dict.fromkeys(g.setting_name for g in groups))
+    tabs = "".join(f"<button{_attrs({'type': 'button', 'data-setting': s, 'aria-selected': 'false'})}>"
+                   f"setting {html.escape(s)}</button>" for s in settings)
+    panels = "".join(f"<section{_attrs({'class': 'setting', 'data-setting': s, 'id': 'setting-' + s})}>\n"
+                     + "".join(_render_html(g, plots) for g in groups if g.setting_name == s) + "</section>\n"
+                     for s in settings)
+    name = html.escape(title or "mmu-bench leaderboard")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n"
+            f"<title>{name}</title>\n<style>{_HTML_CSS}</style>\n</head>\n<body>\n"
+            + (f"<h2>{name}</h2>\n" if title else "")
+            + "".join(f"<p class=\"provenance\">{html.escape(line)}</p>\n" for line in provenance or [])
+            + "<p class=\"help\">Click a column header to sort by its mean, best first; click again to "
+              "reverse. Reference rows sort among themselves and stay on top. Under each value: its 95 % "
+              "bootstrap CI.</p>\n"
+            + f"<nav class=\"tabs\">{tabs}</nav>\n{panels}<script>{_HTML_JS}</script>\n</body>\n</html>\n")
 
 
 def _render_latex(g: Group) -> str:
@@ -512,6 +736,17 @@ def _render_latex(g: Group) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _csv_cells(r: Row, key: str | None) -> list[str]:
+    """mean, std, ci_low, ci_high of ``key`` (None: the group lacks the column); a reference row
+    is one evaluation, so it has no std or CI."""
+    if key is None or key not in r.mean:
+        return [""] * 4
+    if r.kind == "reference":
+        return [repr(round(r.mean[key], 6)), "", "", ""]
+    lo, hi = r.ci.get(key, (r.mean[key], r.mean[key]))
+    return [repr(round(v, 6)) for v in (r.mean[key], r.std.get(key, 0.0), lo, hi)]
+
+
 def _render_csv(groups: list[Group]) -> str:
     keys: list[str] = []
     for g in groups:
@@ -519,38 +754,35 @@ def _render_csv(groups: list[Group]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["benchmark", "model", "setting", "protocol", "forget_split", "row", "kind", "n", "n_diverged"]
-               + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+               + [f"{k}_{s}" for k in keys for s in ("mean", "std", "ci_low", "ci_high")])
     for g in groups:
         for r in g.rows:
-            vals = []
-            for k in keys:
-                if k in r.mean and k in g.keys:
-                    vals += [repr(round(r.mean[k], 6)),
-                             "" if r.kind == "reference" else repr(round(r.std.get(k, 0.0), 6))]
-                else:
-                    vals += ["", ""]
+            vals = [v for k in keys for v in _csv_cells(r, k if k in g.keys else None)]
             ref = r.kind == "reference"
             w.writerow([g.benchmark, g.model, g.setting_name, g.protocol, g.forget_split, r.label, r.kind,
                         "" if ref else r.n, "" if ref else r.n_diverged] + vals)
     return buf.getvalue()
 
 
-def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = None, title: str | None = None) -> str:
+def render(groups: list[Group], fmt: str = "md", provenance: list[str] | None = None, title: str | None = None,
+           plots: Iterable[str | os.PathLike] | None = None) -> str:
     """All tables in one text: md (GitHub Markdown), latex (booktabs), csv (one tidy table: one row
-    per group row, mean and std in separate columns), html. ``provenance`` lines (how the runs
-    were made, see :func:`provenance`) go on top: a bullet list in md, a paragraph in html,
-    comments in LaTeX; CSV stays a bare table."""
+    per group row, mean, std and CI in separate columns), html (one self-contained page: a tab per
+    setting, sortable tables, ``plots`` (PNG files from :func:`plot`) embedded). ``provenance``
+    lines (how the runs were made, see :func:`provenance`) go on top: a bullet list in md,
+    paragraphs in html, comments in LaTeX; CSV stays a bare table."""
     if fmt == "csv":
         return _render_csv(groups)
-    fn = {"md": _render_md, "latex": _render_latex, "html": _render_html}.get(fmt)
+    if fmt == "html":
+        return _html_page(groups, provenance, title, [Path(p) for p in plots or []])
+    fn = {"md": _render_md, "latex": _render_latex}.get(fmt)
     if fn is None:
         raise MMUError(f"unknown leaderboard format {fmt!r}; expected one of {', '.join(FORMATS)}")
     head = ""
     if title:
-        head = {"md": f"# {title}\n\n", "html": f"<h2>{html.escape(title)}</h2>\n", "latex": f"% {title}\n"}[fmt]
+        head = {"md": f"# {title}\n\n", "latex": f"% {title}\n"}[fmt]
     if provenance:
         head += {"md": "".join(f"- {line}\n" for line in provenance) + "\n",
-                 "html": "".join(f"<p class=\"provenance\">{html.escape(line)}</p>\n" for line in provenance),
                  "latex": "".join(f"% {line}\n" for line in provenance)}[fmt]
     return head + "\n".join(fn(g) for g in groups)
 
@@ -730,16 +962,17 @@ def cmd_leaderboard(args) -> int:
     outs = args.out or []
     if args.format and len(outs) > 1:
         raise MMUError("--format applies to one --out; with several, each file's extension names its format")
-    for out in outs:
-        text = render(groups, args.format or format_for(out, "md" if len(outs) == 1 else None), lines, args.title)
-        write_text_atomic(out, text)
+    fmts = [args.format or format_for(out, "md" if len(outs) == 1 else None) for out in outs]
+    # plots first, so that the html page can embed them
+    pngs = plot(groups, args.plots) if args.plots else []
+    for p in pngs:
+        print(f"wrote {p}")
+    for out, fmt in zip(outs, fmts):
+        write_text_atomic(out, render(groups, fmt, lines, args.title, plots=pngs))
         print(f"wrote {out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
     if not outs:
-        text = render(groups, args.format or "md", lines, args.title)
+        text = render(groups, args.format or "md", lines, args.title, plots=pngs)
         print(text, end="" if text.endswith("\n") else "\n")
-    if args.plots:
-        for p in plot(groups, args.plots):
-            print(f"wrote {p}")
     return 0
 
 

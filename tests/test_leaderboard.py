@@ -91,7 +91,7 @@ def test_best_is_on_the_right_side_of_the_arrow(runs):
     assert lb.direction("forget.vqa.mcq.acc") == "down" and lb.direction("retain.vqa.mcq.acc") == "up"
     assert g.best("forget.vqa.mcq.acc") == {"ga"}       # min (0.2 < 0.4); the retrain ref (0.25) is not ranked
     assert g.best("retain.vqa.mcq.acc") == {"npo"}      # max (0.95 > 0.8); the refs (1.0) are not ranked
-    assert g.best("forget.qa.mcq.acc") == {"ga", "npo"}  # tie
+    assert g.best("forget.qa.mcq.acc") == set() and g.tied("forget.qa.mcq.acc") == {"ga", "npo"}  # equal
     md = lb.render([g], "md")
     lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in md.splitlines() if ln.startswith("| ")]
     header, cells = lines[0], {ln[0]: dict(zip(lines[0], ln)) for ln in lines[1:]}
@@ -100,8 +100,59 @@ def test_best_is_on_the_right_side_of_the_arrow(runs):
     assert cells["ga"][f] == "**0.200 ± 0.100**" and cells["npo"][f] == "0.400 ± 0.000"
     assert cells["npo"][r] == "**0.950 ± 0.000**" and cells["ga"][r] == "0.800 ± 0.100"
     assert cells["retrain (ref)"][f] == "0.250" and cells["finetuned (ref)"][r] == "1.000"
+    assert cells["ga"]["forget.qa.mcq.acc ↑"] == cells["npo"]["forget.qa.mcq.acc ↑"] == "≈ 0.900 ± 0.000"
     assert not any("**" in c for c in cells["retrain (ref)"].values())
     assert "forget.vqa.mcq.acc ↓" in md and "retain.vqa.mcq.acc ↑" in md and "forget efficacy ↑" in md
+
+
+def test_bold_needs_separate_confidence_intervals(runs):
+    for seed, f in enumerate([0.15, 0.35]):                     # mean 0.25: its CI reaches ga's (mean 0.2)
+        make_run(runs, "kl_min", seed, metrics(f, 0.5))
+    make_run(runs, "rmu", 0, metrics(0.6, 0.5))                  # one seed, far behind: a point CI
+    g = group(runs)
+    ga = rows(g)["ga"]
+    assert ga.values["forget.vqa.mcq.acc"] == pytest.approx([0.1, 0.2, 0.3])
+    lo, hi = ga.ci["forget.vqa.mcq.acc"]
+    assert 0.1 <= lo < 0.2 < hi <= 0.3
+    assert rows(g)["rmu"].ci["forget.vqa.mcq.acc"] == (0.6, 0.6)
+    assert g.best("forget.vqa.mcq.acc") == set()
+    assert g.tied("forget.vqa.mcq.acc") == {"ga", "kl_min"}      # not npo (0.4) nor rmu (0.6): apart
+    assert g.best("retain.vqa.mcq.acc") == {"npo"}               # 0.95 above every other CI
+    md = lb.render([g], "md")
+    assert "| ≈ 0.200 ± 0.100 " in md and "≈ marks the leader" in md and "95 % CI" in md
+    assert r"$\approx$ 0.200 $\pm$ 0.100" in lb.render([g], "latex")
+    # deterministic: the bootstrap is seeded, so a second aggregation gives the same numbers
+    assert lb.render(lb.aggregate(lb.collect([runs])), "csv") == lb.render([g], "csv")
+
+
+def test_ci_is_a_percentile_bootstrap_of_the_mean():
+    assert lb.bootstrap_ci([0.5]) == (0.5, 0.5) and lb.bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
+    lo, hi = lb.bootstrap_ci([0.2, 0.4])
+    assert (lo, hi) == pytest.approx((0.2, 0.4))                 # means of resamples: 0.2, 0.3, 0.4
+    assert lb.bootstrap_ci([0.1, 0.5, 0.2]) == lb.bootstrap_ci([0.1, 0.5, 0.2])
+    # zero direction: distances from 0, an interval straddling 0 reaches 0
+    assert lb._badness(-0.2, 0.1, "zero") == (0.0, 0.2) and lb._badness(-0.3, -0.1, "zero") == (0.1, 0.3)
+    assert lb._badness(0.1, 0.3, "up") == (-0.3, -0.1) and lb._badness(0.1, 0.3, "down") == (0.1, 0.3)
+
+
+def test_a_single_seed_wins_only_by_a_strictly_better_point(tmp_path):
+    make_run(tmp_path, "ga", 0, metrics(0.2))
+    make_run(tmp_path, "npo", 0, metrics(0.2004))                # 0.200 at the shown precision: a tie
+    make_run(tmp_path, "rmu", 0, metrics(0.3))
+    g = group(tmp_path)
+    assert g.best("forget.vqa.mcq.acc") == set() and g.tied("forget.vqa.mcq.acc") == {"ga", "npo"}
+    make_run(tmp_path, "cvf", 0, metrics(0.19))
+    g = group(tmp_path)
+    assert g.best("forget.vqa.mcq.acc") == {"cvf"}
+
+
+def test_csv_has_the_confidence_interval(runs):
+    by = {r["row"]: r for r in csv.DictReader(io.StringIO(lb.render([group(runs)], "csv")))}
+    lo, hi = rows(group(runs))["ga"].ci["retention"]
+    assert float(by["ga"]["retention_ci_low"]) == pytest.approx(lo, abs=1e-6)
+    assert float(by["ga"]["retention_ci_high"]) == pytest.approx(hi, abs=1e-6)
+    assert by["npo"]["forget.vqa.mcq.acc_ci_low"] == by["npo"]["forget.vqa.mcq.acc_ci_high"] == "0.4"
+    assert by["finetuned (ref)"]["forget.vqa.mcq.acc_ci_low"] == ""
 
 
 def test_zero_direction_bolds_closest_to_zero(tmp_path):
