@@ -38,6 +38,7 @@ from mmu_bench.distributed import shard
 from mmu_bench.engine import TrainConfig, train
 from mmu_bench.errors import MMUError
 from mmu_bench.stopping import StopRule
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import Hyper, Method, hp, per_example_nll
 from mmu_bench.nullspace import Moments, build_projection, collect_moments, linear_layers
 
@@ -45,7 +46,8 @@ from mmu_bench.nullspace import Moments, build_projection, collect_moments, line
 @dataclass
 class CVFHyper(Hyper):
     steps: int = hp(300, "maximum optimizer steps (the stopping rule usually ends earlier)", min=1)
-    lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0", gt=0)
+    lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0", gt=0,
+                   search=LogUniform(3e-4, 3e-2))
     batch_size: int = hp(16, "forget images per step", min=1)
     retain_batch_size: int = hp(32, "retain images per step", min=1)
     tau: float = hp(0.07, "InfoNCE temperature", gt=0)
@@ -54,7 +56,7 @@ class CVFHyper(Hyper):
     knn_k: int = hp(5, "neighbours for target=knn", min=1)
     feature: str = hp("projector", "feature point: projector, or llm_layer:N (LLM hidden state N over the visual tokens)")
     retain_loss: Literal["distill", "infonce"] = hp("distill", "retain term: feature distillation or InfoNCE")
-    retain_weight: float = hp(1.0, "lambda_r, weight of the retain term")
+    retain_weight: float = hp(1.0, "lambda_r, weight of the retain term", search=LogUniform(0.1, 10.0))
     nll_weight: float = hp(0.1, "lambda_nll, retain VQA NLL through the frozen LLM (0 turns it off); "
                                 "keeps retained answers right while the features move")
     trainable: Literal["vision", "projector"] = hp("vision", "vision: tower + projector linears; projector: projector only")

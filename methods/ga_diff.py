@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll
 
 
 @dataclass
 class GADiffHyper(GradientHyper):
-    retain_weight: float = hp(1.0, "weight of the retain NLL term")
+    retain_weight: float = hp(1.0, "weight of the retain NLL term", search=LogUniform(0.1, 10.0))
 
 
 class GADiff(GradientMethod):

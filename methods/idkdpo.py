@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from mmu_bench.errors import MMUError
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll
 from mmu_bench.refusals import REFUSALS
 
@@ -69,7 +70,7 @@ def with_answers(batch: dict, answers: list[list[int]], pad_id: int) -> dict:
 
 @dataclass
 class IdkDPOHyper(GradientHyper):
-    beta: float = hp(0.1, "DPO inverse temperature beta (OpenUnlearning: 0.1)")
+    beta: float = hp(0.1, "DPO inverse temperature beta (OpenUnlearning: 0.1)", search=LogUniform(0.02, 1.0))
     gamma: float = hp(1.0, "weight of the DPO forget term")
     alpha: float = hp(1.0, "weight of the retain NLL term (0 = no retain data)")
     reduction: Literal["sum", "mean"] = hp("sum", "answer log-likelihood: token sum (DPO) or token mean")

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, answer_logits, hp, per_example_nll
 
 
 @dataclass
 class KLMinHyper(GradientHyper):
-    kl_weight: float = hp(1.0, "weight of the KL term on retain answers")
+    kl_weight: float = hp(1.0, "weight of the KL term on retain answers", search=LogUniform(0.1, 10.0))
 
 
 class KLMin(GradientMethod):

@@ -32,6 +32,7 @@ from torch import nn
 
 from mmu_bench.engine import autocast_for
 from mmu_bench.errors import MMUError
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll, resolve_trainable
 
 
@@ -158,7 +159,7 @@ def gradient_masks(named: list[tuple[str, nn.Parameter]], saliency: dict[str, Sa
 
 @dataclass
 class MMUnlearnerHyper(GradientHyper):
-    tau: float = hp(1.0, "saliency threshold: a weight is salient when (F_f + eps) / (F_p + eps) >= tau")
+    tau: float = hp(1.0, "saliency threshold: a weight is salient when (F_f + eps) / (F_p + eps) >= tau", search=LogUniform(0.3, 3.0))
     eps: float = hp(1e-15, "eps of the saliency ratio (reference: 1e-15)")
     masked: Literal["auto", "language", "vision", "both"] = hp(
         "auto", "which linear layers get a mask: language (LLM + lm_head), vision (tower + projector), both, "

@@ -13,12 +13,13 @@ from typing import Literal
 
 import torch
 
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll
 
 
 @dataclass
 class NPOHyper(GradientHyper):
-    beta: float = hp(0.4, "inverse temperature beta (MLLMU-Bench: 0.4)")
+    beta: float = hp(0.4, "inverse temperature beta (MLLMU-Bench: 0.4)", search=LogUniform(0.05, 2.0))
     reference: Literal["finetuned", "retrain"] = hp("finetuned", "reference model: finetuned (NPO paper) or retrain (MLLMU-Bench)")
     retain_weight: float = hp(0.0, "optional retain NLL term (0 = plain NPO)")
 

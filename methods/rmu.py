@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 
 from mmu_bench.errors import MMUError
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp
 
 
@@ -67,7 +68,8 @@ def control_vector(dim: int, coeff: float, seed: int) -> torch.Tensor:
 class RMUHyper(GradientHyper):
     layer: int = hp(0, "0-based LLM decoder layer whose output is steered (WMDP: 7 of Zephyr-7B's 32)")
     steering_coeff: float = hp(20.0, "c, norm of the random target vector (WMDP: 6.5 on Zephyr-7B layer 7, "
-                                     "OpenUnlearning: 2 to 20; scale with the layer's activation norms)")
+                                     "OpenUnlearning: 2 to 20; scale with the layer's activation norms)",
+                               search=LogUniform(2.0, 60.0))
     alpha: float = hp(1.0, "weight of the retain term (0 = no retain data)")
     tokens: Literal["auto", "visual", "text"] = hp("auto", "positions steered and kept: visual tokens, text tokens, "
                                                     "or auto (visual setting: visual, full setting: text)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mmu_bench.tuning import LogUniform
 from mmu_bench.method import GradientHyper, GradientMethod, hp, per_example_nll
 
 
@@ -24,7 +25,7 @@ def simnpo_forget_loss(nll_bar: torch.Tensor, beta: float, delta: float) -> torc
 
 @dataclass
 class SimNPOHyper(GradientHyper):
-    beta: float = hp(4.5, "inverse temperature beta (OpenUnlearning: 4.5)")
+    beta: float = hp(4.5, "inverse temperature beta (OpenUnlearning: 4.5)", search=LogUniform(0.5, 10.0))
     delta: float = hp(0.0, "reward margin delta subtracted from the token-mean NLL (OpenUnlearning: 0)")
     gamma: float = hp(0.125, "weight of the forget term (OpenUnlearning: 0.125)")
     alpha: float = hp(1.0, "weight of the retain NLL term (OpenUnlearning: 1)")

@@ -342,6 +342,27 @@ def _read_hyper_file(path: str) -> dict:
     return data
 
 
+def cmd_tune(args) -> int:
+    from .config import parse_pairs
+    from .stopping import StopRule
+    from .tuning import tune
+
+    stop = StopRule.parse(args.stop_at) if args.stop_at else StopRule()
+    bench = {"world_size": args.size, "world_seed": args.world_seed, "cache_dir": args.cache_dir,
+             "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "zoo_weights": args.zoo_weights,
+             "progress": not args.quiet}
+    methods = _csv(args.method)
+    for m in methods:
+        r = tune(m, args.setting, args.trials, args.seed, stop, args.out, args.forget_split, bench,
+                 progress=not args.quiet)
+        b = r.best
+        print(f"{m} ({args.setting}): best of {len(r.trials)} trials #{b['number']} {b['params']} -> retain "
+              f"validation acc {b.get('retain_val_acc')}, forget validation acc {b.get('forget_val_acc')} "
+              f"(target {stop.target:g} {'reached' if b.get('reached') else 'MISSED'}, {b.get('steps')} steps)")
+        print(f"wrote {r.config_path} (run --config / sweep spec hyper) and {r.trials_path}")
+    return 0
+
+
 def cmd_hparams(args) -> int:
     from tabulate import tabulate
 
@@ -350,10 +371,13 @@ def cmd_hparams(args) -> int:
 
     cls = get_registry().get("methods", args.method)
     print(f"{cls.name}: {cls.description}")
+    from .tuning import search_space
+
     docs = hyper_docs(cls)
+    space = search_space(cls)
     if docs:
-        print(tabulate([[n, t, repr(d), h] for n, t, d, h in docs], headers=["key", "type", "default", "meaning"],
-                       tablefmt="simple"))
+        print(tabulate([[n, t, repr(d), str(space.get(n, "")), h] for n, t, d, h in docs],
+                       headers=["key", "type", "default", "tune search", "meaning"], tablefmt="simple"))
     else:
         print("(no hyper-parameters)")
     return 0
@@ -457,6 +481,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-new-tokens", type=int, default=50)
     f.add_argument("--no-check", action="store_true", help="do not evaluate the reference models afterwards")
     f.set_defaults(func=cmd_finetune)
+    t = sub.add_parser("tune", help="budgeted hyper-parameter search on validation items only (Optuna TPE)",
+                       description="Seeded Optuna search over each method's declared space (mmu-bench hparams "
+                                   "METHOD shows it). Every trial runs under the shared stopping rule and is "
+                                   "scored on validation items only: retain validation accuracy at the forget "
+                                   "target. Writes <method>-<setting>-<split>.yaml (run --config) and "
+                                   ".trials.json (fronts). Resumable.")
+    t.add_argument("--method", required=True, help="method name, or a comma-separated list")
+    t.add_argument("--setting", default="visual")
+    t.add_argument("--trials", type=int, default=8, help="trials per method (the same for every method: the budget)")
+    t.add_argument("--seed", type=_nonneg_int, default=0, help="the sampler's and the trials' seed")
+    t.add_argument("--forget-split", type=_forget_split, default="forget_10")
+    t.add_argument("--out", default="tuning", help="output folder (default tuning/)")
+    t.add_argument("--size", type=int, default=100)
+    t.add_argument("--world-seed", type=int, default=0)
+    t.add_argument("--cache-dir", default=None)
+    t.add_argument("--zoo-set", action="append", default=[], metavar="KEY=VALUE")
+    _zoo_weights_arg(t)
+    _stop_at_arg(t)
+    t.set_defaults(func=cmd_tune)
     h = sub.add_parser("hparams", help="list a method's hyper-parameters with types, defaults and meaning")
     h.add_argument("method")
     h.set_defaults(func=cmd_hparams)

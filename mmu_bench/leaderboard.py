@@ -75,6 +75,7 @@ class RunRecord:
     diverged: bool
     curves: dict[str, Any] | None = None   # metrics.json protocol.curves (continual), else None
     setting: str = "visual"                # the unlearning setting (config.json spec.setting)
+    stop_rule: str | None = None           # the shared stopping rule the run used (--stop-at), in words
 
 
 def _warn_stderr(msg: str) -> None:
@@ -150,7 +151,8 @@ def _read_run(f: Path) -> RunRecord | str:
                      protocol=protocol, protocol_kind=kind, forget_split=split, seed=seed,
                      metrics=_numbers(doc["metrics"]), reference=reference,
                      diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves,
-                     setting=setting)
+                     setting=setting, stop_rule=(doc.get("stop_rule") or {}).get("rule")
+                     if isinstance(doc.get("stop_rule"), dict) else None)
 
 
 def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
@@ -304,6 +306,8 @@ class Group:
     curves: dict[str, list[float]] = field(default_factory=dict)   # continual: mean retain acc per request
     finetuned_retain_acc: float | None = None
     setting: Setting | None = None
+    notes: list[str] = field(default_factory=list)  # caption sentences: the stopping rule, void columns
+    void: dict[str, str] = field(default_factory=dict)  # column -> why its sanity row fails
 
     @property
     def setting_name(self) -> str:
@@ -345,7 +349,7 @@ class Group:
                 f"seeded), in the CSV (each key's ci_low and ci_high columns) and the HTML page. "
                 f"Reference rows: one deterministic evaluation of the zoo model. "
                 f"Aggregates: {st.efficacy_formula()}; {st.retention_formula(self.retention_inputs)}. "
-                f"{CI_RULE}{div}")
+                f"{CI_RULE}{div}" + "".join(f" {n}" for n in self.notes))
 
 
 def _refs_equal(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> str | None:
@@ -488,6 +492,15 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
             if cs:
                 curves[lab] = _mean_curve(cs)
         g.curves = curves
+        rules = sorted({r.stop_rule for r in runs if r.stop_rule})
+        if rules:
+            g.notes.append(f"Matched forgetting: every method ran under one stopping rule: {'; '.join(rules)} "
+                           f"(stop.reached = share of seeds that got there within the budget).")
+        if kind == "attacks":
+            g.void = void_attack_columns(cols, ref, st)
+            if g.void:
+                g.notes.append("Void (the attack fails its sanity rows on this zoo, so the column says nothing "
+                               "about a method): " + "; ".join(f"{k}: {why}" for k, why in g.void.items()) + ".")
         out.append(g)
     if chosen is not None:
         known = {k for g in out for r in g.rows for k in r.mean}
@@ -500,6 +513,28 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
 
 
 # ----------------------------------------------------------------------------- rendering
+
+
+def void_attack_columns(cols: list[str], reference: dict[str, dict[str, float]], setting: Setting) -> dict[str, str]:
+    """Attack accuracy columns whose sanity rows fail: a ↓ column needs the finetuned model >= HIGH
+    and the setting's oracle <= LOW under the attack, a ↑ column the finetuned model >= HIGH (the
+    attacks' own rule, mmu_bench/attacks/base.py, applied to every column, not only the headline)."""
+    from .attacks.base import HIGH, LOW
+
+    ft, orc = reference.get("finetuned", {}), reference.get(setting.oracle, {})
+    out = {}
+    for k in cols:
+        if not k.startswith("attack.") or not k.endswith("acc") or k not in ft:
+            continue
+        d = direction(k, setting.name)
+        why = []
+        if ft[k] < HIGH:
+            why.append(f"finetuned {ft[k]:.2f} < {HIGH}")
+        if d == "down" and k in orc and orc[k] > LOW:
+            why.append(f"{setting.oracle} {orc[k]:.2f} > {LOW}")
+        if why:
+            out[k] = ", ".join(why)
+    return out
 
 
 def _fmt(v: float) -> str:
@@ -935,7 +970,8 @@ def _plot_attacks(g: Group, out: Path) -> Path | None:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5,
                         color="black" if v > 0.6 else "white")
     ax.set_xticks(range(len(cols)), [f"{column_name(k).removeprefix('attack.')} {ARROW[direction(k, g.setting_name)]}"
-                                     for k in cols], rotation=60, ha="right", fontsize=7)
+                                     + (" (void)" if k in g.void else "") for k in cols],
+                  rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), [f"{_label(r)}" + (f" (n={r.n})" if r.kind == "method" else "") for r in rows],
                   fontsize=7)
     ax.set_title(g.title + "\nmean over seeds; reference rows = the zoo models under the same attack", fontsize=8)

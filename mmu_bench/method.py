@@ -28,6 +28,7 @@ from .config import apply_overrides
 from .distributed import shard
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
+from .tuning import LogUniform
 
 
 def hp(default: Any, help: str, **kw) -> Any:
@@ -185,7 +186,7 @@ def resolve_trainable(trainable: str, setting: str) -> str:
 @dataclass
 class GradientHyper(Hyper):
     steps: int = hp(40, "optimizer steps", min=1)
-    lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)", gt=0)
+    lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)", gt=0, search=LogUniform(2e-5, 2e-3))
     batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)", min=1)
     trainable: Trainable = hp("auto", "which part trains: auto (the setting's: vision in visual, llm in full) "
                                       "| llm | vision (tower + projector) | all")

@@ -503,3 +503,29 @@ def test_a_plugin_metric_is_shown_like_a_builtin(tmp_path, robust_plugin, capsys
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("robust.leak"))
     assert "↓" in line and "test_robust" in line and "test-robust" in line
+
+
+def test_attacks_table_carries_the_oracles_under_attack_and_voids_failed_sanity(tmp_path):
+    """The attacks protocol stores the zoo models' values under each attack apart; the table merges
+    them into the reference rows, and a column whose sanity rows fail is named void."""
+    from mmu_bench.leaderboard import aggregate, collect, plot, render
+
+    root = tmp_path / "runs"
+    attack_ref = {"quant_int4": {"finetuned": {"forget.vqa.acc": 0.99}, "retrain": {"forget.vqa.acc": 0.2},
+                                 "retrain_visual": {"forget.vqa.acc": 0.15}},
+                  "prefix": {"finetuned": {"turn.forget.vqa.acc": 0.59}, "retrain": {"turn.forget.vqa.acc": 0.15},
+                             "retrain_visual": {"turn.forget.vqa.acc": 0.16}}}
+    for seed, v in enumerate((0.3, 0.4)):
+        p = make_run(root, "ga", seed, metrics(**{"attack.quant_int4.forget.vqa.acc": v,
+                                                  "attack.prefix.turn.forget.vqa.acc": v}), protocol="attacks")
+        doc = json.loads((p / "metrics.json").read_text())
+        doc["protocol"] = {"reference": attack_ref}
+        (p / "metrics.json").write_text(json.dumps(doc))
+    (g,) = aggregate(collect([root]))
+    ft = next(r for r in g.rows if r.label == "finetuned (ref)")
+    assert ft.mean["attack.quant_int4.forget.vqa.acc"] == 0.99
+    assert set(g.void) == {"attack.prefix.turn.forget.vqa.acc"} and "finetuned 0.59 < 0.8" in g.void[
+        "attack.prefix.turn.forget.vqa.acc"]
+    assert "Void" in render([g], "md")
+    written = [p.name for p in plot([g], tmp_path / "plots")]
+    assert f"{g.slug}.attacks.png" in written

@@ -104,3 +104,30 @@ def test_run_records_the_rule_in_its_own_directory(small_zoo, cache_dir, tmp_pat
     assert o.metrics["stop.reached"] == 1.0 and o.metrics["stop.steps"] == o.doc["method"]["steps"]
     doc = json.loads((o.path / "metrics.json").read_text())
     assert doc["stop_rule"]["honoured"] and "never on reported items" in doc["stop_rule"]["rule"]
+
+
+def test_tune_is_seeded_resumable_and_scores_validation_only(small_zoo, cache_dir, tmp_path):
+    import yaml
+
+    from mmu_bench.tuning import tune
+
+    bench = {"world_size": 20, "cache_dir": str(cache_dir), "progress": False,
+             "zoo": {"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}}
+    rule = StopRule(target=0.3, every=5, budget=40)
+    first = tune("ga", "visual", trials=2, seed=0, stop=rule, out=tmp_path / "a", benchmark_kwargs=bench, progress=False)
+    assert [t["number"] for t in first.trials] == [0, 1]
+    assert all(set(t) >= {"params", "value", "retain_val_acc", "forget_val_acc", "reached"} for t in first.trials)
+    best = max(first.trials, key=lambda t: t["value"])
+    assert first.best["number"] == best["number"]
+    cfg = yaml.safe_load(first.config_path.read_text())
+    assert set(cfg) == {"lr"} and cfg["lr"] == pytest.approx(best["params"]["lr"], rel=1e-3)
+    # resuming adds only the missing trial, and the same seed draws the same first trials
+    more = tune("ga", "visual", trials=3, seed=0, stop=rule, out=tmp_path / "a", benchmark_kwargs=bench, progress=False)
+    assert [t["params"] for t in more.trials[:2]] == [t["params"] for t in first.trials] and len(more.trials) == 3
+    again = tune("ga", "visual", trials=2, seed=0, stop=rule, out=tmp_path / "b", benchmark_kwargs=bench, progress=False)
+    assert [t["value"] for t in again.trials] == [t["value"] for t in first.trials]
+    with pytest.raises(MMUError, match="another stop_rule"):
+        tune("ga", "visual", trials=4, seed=0, stop=StopRule(0.2), out=tmp_path / "a", benchmark_kwargs=bench,
+             progress=False)
+    with pytest.raises(MMUError, match="declares no search space"):
+        tune("finetuned", "visual", trials=1, out=tmp_path / "c", benchmark_kwargs=bench)
