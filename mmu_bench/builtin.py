@@ -54,6 +54,15 @@ METRICS = [
                "(the ceiling recovery is measured against)", "up", "relearn"),
     MetricSpec("relearn.acc_attack_entities", "forget vqa mcq acc of the entities the attack trained on "
                "(sanity: the attack itself worked)", "down", "relearn"),
+    # ---- matched retention (mmu_bench/matched.py, static --matched-retention)
+    MetricSpec("matched.*", "at matched retention: the weight interpolation (1-a) finetuned + a unlearned with the "
+               "largest a on the grid that keeps the target share of the finetuned validation retention", None,
+               "matched"),
+    MetricSpec("matched.forget.*", "forget entities' training renderings at matched retention", "down", "matched"),
+    MetricSpec("matched.test.*", "forget entities' unseen renderings at matched retention", "down", "matched"),
+    MetricSpec("matched.retain.*", "retain entities at matched retention", "up", "matched"),
+    MetricSpec("matched.alpha", "the chosen a (1 = the method's own weights; 0 = the finetuned model)", None, "matched"),
+    MetricSpec("matched.val_retain_acc", "validation retain accuracy at the chosen a", None, "matched"),
     # ---- the shared stopping rule (mmu_bench/stopping.py, --stop-at)
     MetricSpec("stop.reached", "1 if the run reached the --stop-at forget target on validation items within "
                "its step budget (a row at matched forgetting needs 1)", None, "stop"),

@@ -167,6 +167,8 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
         from .attacks.report import attack_rows
 
         rows = attack_rows(rows, outcome.doc.get("protocol", {}).get("reference", {}))
+    keys = [k for k in keys if any(k in r for r in rows.values())] + \
+        [k for k in ("stop.reached", "stop.steps") if k in outcome.metrics]  # what this run measured
     print(f"{spec.benchmark} / {spec.model} / setting {setting.name} / {spec.protocol} / {split} / seed {spec.seed}")
     print(results_table(rows, keys, setting.name, notes=notes))
     timings = outcome.doc.get("timings", {})
@@ -316,7 +318,7 @@ def _stop_at_arg(p: argparse.ArgumentParser) -> None:
 
 def _protocol_options(args) -> dict:
     names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction",
-             "attacks": "attacks"}
+             "attacks": "attacks", "matched_retention": "matched_retention"}
     opts = {k: getattr(args, a) for k, a in names.items() if getattr(args, a, None) is not None}
     return opts
 
@@ -445,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "released prompts, parsing and metrics; docs/benchmarks.md)")
     r.add_argument("--shots", type=int, default=None, help="official protocol: few-shot profiles per task")
     _stop_at_arg(r)
+    r.add_argument("--matched-retention", type=float, default=None, metavar="RATIO",
+                   help="static: also report matched.* (forgetting of the finetuned/unlearned weight interpolation "
+                        "that keeps RATIO x the finetuned model's validation retention, e.g. 0.95)")
     r.set_defaults(func=cmd_run)
     sw = sub.add_parser("sweep", help="run a grid of settings x methods x seeds x forget splits x protocols (resumable)")
     sw.add_argument("--methods", default=None, help="comma-separated method names")

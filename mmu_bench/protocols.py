@@ -86,15 +86,41 @@ def evaluation_columns(setting) -> list[str]:
 class StaticProtocol:
     name = "static"
     description = "one forget request from the finetuned model, then every task is evaluated"
-    columns = staticmethod(evaluation_columns)
+
+    def __init__(self, matched_retention: float | None = None):
+        """``matched_retention``: also report ``matched.*``, the forgetting of the weight
+        interpolation between finetuned and unlearned that keeps this share of the finetuned
+        model's validation retention (mmu_bench/matched.py)."""
+        if matched_retention is not None and not 0 < matched_retention <= 1:
+            from .errors import MMUError
+
+            raise MMUError(f"static: matched_retention must be in (0, 1], got {matched_retention}")
+        self.matched_retention = matched_retention
+
+    @staticmethod
+    def columns(setting) -> list[str]:
+        """The evaluation's columns, then the matched-retention ones (shown where present)."""
+        return evaluation_columns(setting) + ["matched.forget.vqa.mcq.acc", "matched.test.vqa.mcq.acc",
+                                              "matched.retain.vqa.mcq.acc", "matched.alpha"]
 
     def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
         t0 = time.time()
-        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
-        return ProtocolResult(metrics, samples, context.logs, diverged,
-                              {"unlearn": t_unlearn, "evaluate": round(time.time() - t0, 2)}, model=model)
+        tasks = benchmark.tasks(split)
+        metrics, samples = evaluate(model, tasks, eval_cfg)
+        timings = {"unlearn": t_unlearn, "evaluate": round(time.time() - t0, 2)}
+        details = {}
+        if self.matched_retention is not None and not diverged:
+            from .matched import matched_retention
+
+            t1 = time.time()
+            extra, details["matched"] = matched_retention(model, context.reference("finetuned"),
+                                                          context.validation.get("retain", []), tasks, eval_cfg,
+                                                          self.matched_retention)
+            metrics = dict(sorted((metrics | extra).items()))
+            timings["matched"] = round(time.time() - t1, 2)
+        return ProtocolResult(metrics, samples, context.logs, diverged, timings, details, model=model)
 
 
 class MIAProtocol:

@@ -131,3 +131,27 @@ def test_tune_is_seeded_resumable_and_scores_validation_only(small_zoo, cache_di
              progress=False)
     with pytest.raises(MMUError, match="declares no search space"):
         tune("finetuned", "visual", trials=1, out=tmp_path / "c", benchmark_kwargs=bench)
+
+
+def test_matched_retention_interpolates_on_validation_and_leaves_the_model_as_it_was(bench):
+    import torch
+
+    from methods.ga import GA
+    from mmu_bench.evaluate import EvalConfig
+    from mmu_bench.matched import matched_retention
+
+    model, ctx = _unlearn(bench, GA(), StopRule(target=0.3, every=5, budget=100))
+    before = {n: p.detach().clone() for n, p in model.model.named_parameters()}
+    finetuned = ctx.reference("finetuned")
+    metrics, details = matched_retention(model, finetuned, ctx.validation["retain"], bench.tasks(SPLIT), EvalConfig(),
+                                         ratio=0.95)
+    assert all(torch.equal(p, before[n]) for n, p in model.model.named_parameters())
+    curve = dict(map(tuple, details["curve"]))
+    # a = 0 is the finetuned model; the chosen a is the largest that keeps the goal on validation
+    assert curve[0.0] >= details["goal_val_retain_acc"]
+    a = metrics["matched.alpha"]
+    assert curve[a] >= details["goal_val_retain_acc"] and all(v < details["goal_val_retain_acc"]
+                                                              for x, v in curve.items() if x > a)
+    assert a < 1.0 and curve[1.0] < curve[0.0]  # this GA run loses retention, so the match backs off
+    # at matched retention the forget accuracy lies between the method's and the finetuned model's
+    assert metrics["matched.forget.vqa.mcq.acc"] >= 0.0 and metrics["matched.retain.vqa.mcq.acc"] > 0.8
