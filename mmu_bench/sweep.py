@@ -40,8 +40,9 @@ class SweepSpec:
     hyper: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
     common: dict[str, Any] = field(default_factory=dict)  # other RunSpec fields (out, world_size, ...)
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol
-    # several grids in one spec: each entry overrides methods / seeds / forget_splits / protocols
-    # (e.g. static on every split, continual and mia on one); the union of their runs is swept
+    # several grids in one spec: each entry overrides methods / seeds / forget_splits / protocols /
+    # settings / hyper (e.g. static on every split, continual and mia on one; an ablation of one
+    # method with other hyper-parameters); the union of their runs is swept
     grids: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -66,8 +67,8 @@ class SweepSpec:
         axes = ("methods", "seeds", "forget_splits", "protocols", "settings")
         grids = self.grids or [{}]
         for i, g in enumerate(grids):
-            if not isinstance(g, dict) or set(g) - set(axes):
-                raise MMUError(f"sweep spec grids[{i}]: expected a mapping of {', '.join(axes)}; got {g!r}")
+            if not isinstance(g, dict) or set(g) - set(axes) - {"hyper"}:
+                raise MMUError(f"sweep spec grids[{i}]: expected a mapping of {', '.join(axes)}, hyper; got {g!r}")
         out: list[dict[str, Any]] = []
         seen: set[tuple] = set()
         for g in grids:
@@ -75,20 +76,25 @@ class SweepSpec:
                     g.get("settings", self.settings), g.get("methods", self.methods),
                     g.get("protocols", self.protocols), g.get("forget_splits", self.forget_splits),
                     g.get("seeds", self.seeds)):
-                if (setting, method, protocol, split, seed) in seen:
+                hyper = dict((g.get("hyper") or self.hyper).get(method, {}))
+                key = (setting, method, protocol, split, seed, tuple(sorted(hyper.items())))
+                if key in seen:
                     continue
-                seen.add((setting, method, protocol, split, seed))
-                out.append(self._point(setting, method, protocol, split, seed))
+                seen.add(key)
+                out.append(self._point(setting, method, protocol, split, seed, hyper))
         return out
 
-    def _point(self, setting: str, method: str, protocol: str, split: str, seed: int) -> dict[str, Any]:
+    def _point(self, setting: str, method: str, protocol: str, split: str, seed: int,
+               hyper: dict[str, Any] | None = None) -> dict[str, Any]:
         return dict(self.common, setting=setting, method=method, protocol=protocol, forget_split=split, seed=seed,
-                    hyper=dict(self.hyper.get(method, {})),
+                    hyper=dict(self.hyper.get(method, {}) if hyper is None else hyper),
                     protocol_options=dict(self.protocol_options.get(protocol, {})))
 
 
 def _label(kw: dict[str, Any]) -> str:
-    return f"{kw.get('setting', 'visual')}/{kw['method']}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}"
+    hyper = ",".join(f"{k}={v}" for k, v in sorted((kw.get("hyper") or {}).items()))
+    method = kw["method"] + (f"[{hyper}]" if hyper else "")
+    return f"{kw.get('setting', 'visual')}/{method}/{kw['protocol']}/{kw['forget_split']}/seed{kw['seed']}"
 
 
 def _progress_line(i: int, n: int, r: dict[str, Any]) -> str:

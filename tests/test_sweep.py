@@ -104,8 +104,9 @@ def test_parallel_jobs_match_serial_and_record_failures(cache_dir, small_zoo, tm
     par = sweep(spec, jobs=2, log=logs.append)
     assert par["counts"] == {"ran": 4, "reused": 0, "diverged": 0, "failed": 2}
     assert any(m.startswith("prepared forget_10 / mia") for m in logs)
-    assert [r["run"] for r in par["results"]] == [f"visual/{m}/{p}/forget_10/seed0" for m in spec.methods
-                                                  for p in spec.protocols]  # grid order kept
+    label = {"ga": "ga[lora=True,trainable=vision]"}  # a run's label names its hyper-parameters
+    assert [r["run"] for r in par["results"]] == [f"visual/{label.get(m, m)}/{p}/forget_10/seed0"
+                                                  for m in spec.methods for p in spec.protocols]  # grid order kept
     serial_spec = _spec(cache_dir, tmp_path / "ser", ["finetuned", "retrain"])
     serial_spec.protocols = ["static", "mia"]
     sweep(serial_spec, log=lambda m: None)
@@ -129,3 +130,15 @@ def test_parallel_jobs_match_serial_and_record_failures(cache_dir, small_zoo, tm
 def test_jobs_must_be_positive(tmp_path):
     with pytest.raises(Exception, match="jobs must be at least 1"):
         sweep(SweepSpec(methods=["ga"], common={"out": str(tmp_path)}), jobs=0)
+
+
+def test_grids_can_carry_their_own_hyper_parameters(tmp_path):
+    """An ablation row: the same method twice in one spec, once with other hyper-parameters."""
+    from mmu_bench.sweep import SweepSpec
+
+    f = tmp_path / "spec.yaml"
+    f.write_text("methods: [cvf, ga]\nseeds: [0]\ncommon: {stop_at: 'forget=0.3'}\n"
+                 "grids:\n  - {}\n  - {methods: [cvf], hyper: {cvf: {null_space: false}}}\n")
+    runs = SweepSpec.from_file(f).runs()
+    assert [(r["method"], r["hyper"]) for r in runs] == [("cvf", {}), ("ga", {}), ("cvf", {"null_space": False})]
+    assert all(r["stop_at"] == "forget=0.3" for r in runs)
