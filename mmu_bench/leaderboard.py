@@ -196,6 +196,13 @@ def with_aggregates(metrics: dict[str, float], setting: Setting) -> dict[str, fl
     return out
 
 
+def _ranked_key(key: str, setting: str | None) -> bool:
+    """Whether a column has a better direction: False for keys whose specs all declare none
+    (stop.steps, matched.alpha, ...); keys no spec knows rank as ↑, as before."""
+    specs = catalog().matching(key)
+    return not specs or any(s.direction_in(setting) is not None for s in specs)
+
+
 def direction(key: str, setting: str | None = "visual") -> str:
     """"up", "down" or "zero": which way is better for ``key`` in ``setting`` (metric specs)."""
     return catalog().direction(key, setting)
@@ -326,6 +333,8 @@ class Group:
     def marks(self, key: str) -> dict[str, str]:
         """Which ranked rows column ``key`` marks: ``{label: "best"}`` for a clear winner, else
         ``{label: "tie"}`` for the tied leaders (see :func:`_marks`)."""
+        if key in self.void or not _ranked_key(key, self.setting_name):
+            return {}  # nothing to win: a void attack column, or a key with no better direction
         ranked = [r for r in self.rows if r.ranked and key in r.mean]
         return _marks(ranked, key, direction(key, self.setting_name))
 
@@ -995,19 +1004,32 @@ def cmd_leaderboard(args) -> int:
 
     command = "mmu-bench " + shlex.join(sys.argv[1:]) if sys.argv[1:] and sys.argv[1] == "leaderboard" else None
     lines = provenance(args.runs, records, command)
+    fronts_md, front_pngs = "", []
+    if args.tuning:
+        from . import fronts
+
+        docs = fronts.load(args.tuning)
+        if not docs:
+            raise MMUError(f"--tuning: no *.trials.json under {', '.join(args.tuning)} (written by mmu-bench tune)")
+        rows = fronts.front_rows(docs)
+        lines += fronts.provenance_lines(docs)
+        fronts_md = fronts.markdown(rows)
+        front_pngs = fronts.plot(rows, args.plots) if args.plots else []
     outs = args.out or []
     if args.format and len(outs) > 1:
         raise MMUError("--format applies to one --out; with several, each file's extension names its format")
     fmts = [args.format or format_for(out, "md" if len(outs) == 1 else None) for out in outs]
     # plots first, so that the html page can embed them
-    pngs = plot(groups, args.plots) if args.plots else []
+    pngs = (plot(groups, args.plots) if args.plots else []) + front_pngs
     for p in pngs:
         print(f"wrote {p}")
     for out, fmt in zip(outs, fmts):
-        write_text_atomic(out, render(groups, fmt, lines, args.title, plots=pngs))
+        text = render(groups, fmt, lines, args.title, plots=pngs) + ("\n" + fronts_md if fmt == "md" and fronts_md else "")
+        write_text_atomic(out, text)
         print(f"wrote {out} ({len(groups)} table{'s' if len(groups) != 1 else ''})")
     if not outs:
-        text = render(groups, args.format or "md", lines, args.title, plots=pngs)
+        text = render(groups, args.format or "md", lines, args.title, plots=pngs) + \
+            ("\n" + fronts_md if (args.format or "md") == "md" and fronts_md else "")
         print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
@@ -1028,6 +1050,9 @@ def add_command(subparsers) -> None:
     p.add_argument("--setting", default=None,
                    help="make a leaderboard of this setting only; a run of another setting is an error "
                         "(default: one table per setting found)")
+    p.add_argument("--tuning", action="append", default=None, metavar="DIR",
+                   help="folders of mmu-bench tune output: their trials become trade-off fronts (plot, table) "
+                        "and their budget, space and choice go into the provenance")
     p.add_argument("--keys", default=None, metavar="K1,K2,...",
                    help="metric columns (default: the protocol's main keys); the aggregates are always added")
     p.set_defaults(func=cmd_leaderboard)

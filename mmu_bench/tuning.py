@@ -116,6 +116,49 @@ def validation_trial(method, bench, split: str, seed: int, rule: StopRule) -> di
             "seconds": round(time.time() - t0, 2)}
 
 
+def reference_points(bench, split: str, setting) -> dict[str, dict[str, float]]:
+    """The finetuned model's and the setting's oracle's validation point (for fronts)."""
+    from .protocols import make_context
+    from .stopping import validation_groups
+
+    ctx = make_context(bench, split, 0, progress=False)
+    out = {}
+    for name in ("finetuned", setting.oracle):
+        model = bench.load(name, split)
+        model.model.eval()
+        forget = [_mcq_acc(model, g) for g in validation_groups(ctx.validation, setting.name)]
+        out[name] = {"forget_val_acc": round(max(forget), 6), "retain_val_acc": round(_mcq_acc(model, ctx.validation["retain"]), 6)}
+    return out
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-dominated points (both coordinates higher is better), by x ascending."""
+    front = []
+    for x, y in sorted(set(points), key=lambda p: (-p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return sorted(front)
+
+
+def front_area(front: Sequence[tuple[float, float]]) -> float:
+    """The area the front dominates in [0, 1]^2 from (0, 0) (hypervolume; larger is better)."""
+    # sweep from the right: each point covers [previous x, its x] at the best y to its right
+    pts = sorted(front, key=lambda p: -p[0])
+    area, best_y, prev_x = 0.0, 0.0, None
+    for x, y in pts:
+        if prev_x is not None:
+            area += (prev_x - x) * best_y
+        best_y, prev_x = max(best_y, y), x
+    if prev_x is not None:
+        area += prev_x * best_y
+    return area
+
+
+def efficacy(forget_acc: float, chance: float = 0.25) -> float:
+    """Validation forget efficacy, on the leaderboard's scale: clip((1 - acc) / (1 - chance), 0, 1)."""
+    return min(1.0, max(0.0, (1.0 - forget_acc) / (1.0 - chance)))
+
+
 def objective_value(result: dict[str, Any]) -> float:
     """Retain validation accuracy; minus 1 when the target was missed; -2 for a diverged trial."""
     if result.get("diverged"):
@@ -191,7 +234,7 @@ def tune(method: str, setting: str = "visual", trials: int = 8, seed: int = 0, s
     doc = {"method": method, "setting": setting, "split": split, "trials": trials, "seed": seed,
            "search": {k: str(v) for k, v in space.items()}, "stop_rule": stop.as_dict(),
            "objective": "retain validation mcq acc at the forget target (minus 1 if missed)",
-           "best": best, "all": rows}
+           "best": best, "all": rows, "reference": reference_points(bench, split, st)}
     from .cache import write_json_atomic, write_text_atomic
 
     trials_path = out / f"{stem}.trials.json"

@@ -155,3 +155,34 @@ def test_matched_retention_interpolates_on_validation_and_leaves_the_model_as_it
     assert a < 1.0 and curve[1.0] < curve[0.0]  # this GA run loses retention, so the match backs off
     # at matched retention the forget accuracy lies between the method's and the finetuned model's
     assert metrics["matched.forget.vqa.mcq.acc"] >= 0.0 and metrics["matched.retain.vqa.mcq.acc"] > 0.8
+
+
+def test_fronts_from_trials_and_the_leaderboard_command(tmp_path, capsys):
+    from mmu_bench.cli import main
+    from mmu_bench.fronts import front_rows, plot
+    from mmu_bench.tuning import front_area, pareto_front
+
+    assert pareto_front([(0.2, 0.9), (0.5, 0.8), (0.4, 0.7), (1.0, 0.3), (0.5, 0.85)]) == \
+        [(0.2, 0.9), (0.5, 0.85), (1.0, 0.3)]
+    assert front_area([(1.0, 1.0)]) == 1.0 and front_area([(0.5, 1.0), (1.0, 0.5)]) == pytest.approx(0.75)
+    trial = lambda n, f, r: {"number": n, "params": {"lr": 1e-4 * (n + 1)}, "value": r, "forget_val_acc": f,
+                             "retain_val_acc": r, "reached": f <= 0.3}
+    doc = {"method": "ga", "setting": "visual", "split": "forget_10", "trials": 2, "seed": 0,
+           "search": {"lr": "log-uniform[2e-05, 0.002]"}, "stop_rule": {"target": 0.3}, "objective": "o",
+           "all": [trial(0, 0.25, 0.6), trial(1, 1.0, 1.0)],
+           "reference": {"finetuned": {"forget_val_acc": 1.0, "retain_val_acc": 1.0},
+                         "retrain_visual": {"forget_val_acc": 0.2, "retain_val_acc": 1.0}}}
+    doc["best"] = doc["all"][0]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "ga-visual-forget_10.trials.json").write_text(json.dumps(doc))
+    rows = front_rows([doc])["visual"]
+    assert rows[0]["front"] == [(0.0, 1.0), (1.0, 0.6)] and rows[0]["area"] == pytest.approx(0.6)
+    assert [p.name for p in plot({"visual": rows}, tmp_path / "plots")] == ["fronts-visual.png"]
+    run = tmp_path / "runs"
+    from test_leaderboard import make_run, metrics
+
+    make_run(run, "ga", 0, metrics())
+    assert main(["leaderboard", str(run), "--tuning", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert "Trade-off fronts / setting visual" in out and "| ga | 2 | 2 | 0.600 |" in out
+    assert "Tuning: 2 trials per method" in out
