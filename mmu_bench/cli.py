@@ -145,7 +145,7 @@ def _run_one(args, hyper: dict, split: str) -> tuple[int, dict]:
                    dtype=args.dtype, data=args.data, utility=args.utility, mcq_mode=args.mcq_mode,
                    gradient_checkpointing=args.gradient_checkpointing, max_new_tokens=args.max_new_tokens,
                    progress=not args.quiet, protocol_options=_protocol_options(args),
-                   eval_protocol=args.eval_protocol, shots=args.shots, stop_at=args.stop_at)
+                   eval_protocol=args.eval_protocol, shots=args.shots, stop_at=args.stop_at, label=args.label)
     outcome = run(spec)
     rows = dict(outcome.reference)
     label = args.method if args.method not in rows else f"{args.method} (run)"
@@ -447,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "released prompts, parsing and metrics; docs/benchmarks.md)")
     r.add_argument("--shots", type=int, default=None, help="official protocol: few-shot profiles per task")
     _stop_at_arg(r)
+    r.add_argument("--label", default=None, help="name the run's row METHOD-LABEL (e.g. tuned) instead of a hash "
+                                                 "of its changed hyper-parameters")
     r.add_argument("--matched-retention", type=float, default=None, metavar="RATIO",
                    help="static: also report matched.* (forgetting of the finetuned/unlearned weight interpolation "
                         "that keeps RATIO x the finetuned model's validation retention, e.g. 0.95)")

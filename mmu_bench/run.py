@@ -10,6 +10,7 @@ Python API::
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ class RunSpec:
     progress: bool = True
     eval_protocol: str = "loglik"  # or "official" (mllmu, clear): the benchmark's released prompts
     shots: int | None = None  # few-shot profiles of the official protocol (None: the protocol's)
+    label: str | None = None  # names the row: runs/<...>/<method>-<label>/ (e.g. "tuned"), not a hyper hash
     stop_at: str | None = None  # the shared stopping rule, e.g. "forget=0.3,every=5,budget=200" (stopping.py)
 
 
@@ -107,11 +109,13 @@ def _setup(spec: RunSpec):
                        f"{', '.join(spec.protocol_options)}: {e}") from None
     # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
     # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
+    if spec.label is not None and not re.fullmatch(r"[A-Za-z0-9_.]+", spec.label):
+        raise MMUError(f"run label {spec.label!r}: expected letters, digits, '_' or '.' (it names a directory)")
     rule = stop_rule_of(spec)
     # a stopping rule changes what the run measures (matched forgetting): its own directory
     options = spec.protocol_options | ({"stop": rule.tag} if rule is not None else {})
     path = run_dir(spec.out, spec.benchmark, spec.model, spec.method, spec.protocol, spec.forget_split,
-                   spec.seed, changed_hyper(method), options, setting=setting.name)
+                   spec.seed, changed_hyper(method), options, setting=setting.name, label=spec.label)
     return method, bench_cls, protocol, eval_cfg, path, setting
 
 

@@ -44,6 +44,9 @@ class SweepSpec:
     # settings / hyper (e.g. static on every split, continual and mia on one; an ablation of one
     # method with other hyper-parameters); the union of their runs is swept
     grids: list[dict[str, Any]] = field(default_factory=list)
+    # where relative paths in the spec point from (the spec file's folder; a hyper entry may be the
+    # path of a YAML file of hyper-parameters, e.g. what ``mmu-bench tune`` wrote)
+    base_dir: str = "."
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SweepSpec":
@@ -56,12 +59,12 @@ class SweepSpec:
             raise MMUError(f"sweep spec {str(p)!r} cannot be read: {str(e).splitlines()[0]}") from None
         if not isinstance(data, dict):
             raise MMUError(f"sweep spec {str(p)!r} must be a mapping")
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)} - {"base_dir"}
         unknown = set(data) - known
         if unknown:
             raise MMUError(f"sweep spec {str(p)!r}: unknown keys {', '.join(sorted(unknown))}; "
                            f"valid: {', '.join(sorted(known))}")
-        return cls(**data)
+        return cls(**data, base_dir=str(p.parent))
 
     def runs(self) -> list[dict[str, Any]]:
         axes = ("methods", "seeds", "forget_splits", "protocols", "settings")
@@ -76,7 +79,7 @@ class SweepSpec:
                     g.get("settings", self.settings), g.get("methods", self.methods),
                     g.get("protocols", self.protocols), g.get("forget_splits", self.forget_splits),
                     g.get("seeds", self.seeds)):
-                hyper = dict((g.get("hyper") or self.hyper).get(method, {}))
+                hyper = self._hyper(method, (g.get("hyper") or self.hyper).get(method, {}))
                 key = (setting, method, protocol, split, seed, tuple(sorted(hyper.items())))
                 if key in seen:
                     continue
@@ -84,10 +87,28 @@ class SweepSpec:
                 out.append(self._point(setting, method, protocol, split, seed, hyper))
         return out
 
+    def _hyper(self, method: str, entry: Any) -> dict[str, Any]:
+        """A method's hyper-parameters: a mapping, or the path of a YAML file holding one."""
+        if isinstance(entry, dict):
+            return dict(entry)
+        if isinstance(entry, str):
+            import yaml
+
+            path = Path(self.base_dir) / entry
+            try:
+                data = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError) as e:
+                raise MMUError(f"sweep spec: hyper-parameters of {method!r} from {str(path)!r} cannot be read "
+                               f"({str(e).splitlines()[0]}); run mmu-bench tune first?") from None
+            if not isinstance(data, dict):
+                raise MMUError(f"sweep spec: {str(path)!r} must hold a mapping of hyper-parameters")
+            return data
+        raise MMUError(f"sweep spec: hyper of {method!r} must be a mapping or a YAML file path, got {entry!r}")
+
     def _point(self, setting: str, method: str, protocol: str, split: str, seed: int,
                hyper: dict[str, Any] | None = None) -> dict[str, Any]:
         return dict(self.common, setting=setting, method=method, protocol=protocol, forget_split=split, seed=seed,
-                    hyper=dict(self.hyper.get(method, {}) if hyper is None else hyper),
+                    hyper=self._hyper(method, self.hyper.get(method, {}) if hyper is None else hyper),
                     protocol_options=dict(self.protocol_options.get(protocol, {})))
 
 

@@ -27,6 +27,17 @@ SMALL_RECIPE = ZooRecipe(base_steps=900, finetune_steps=700)
 SMALL_RECIPE_ARGS = ["--zoo-set", "base_steps=900", "--zoo-set", "finetune_steps=700"]
 
 
+ZOO_FIXTURES = {"small_zoo", "finetuned", "small_check", "cache_dir"}  # cache_dir: runs that build the zoo themselves
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that needs the shared small zoo ``zoo`` (its fixture closure names it), so
+    ``-m "not zoo and not slow"`` is the fast tier: no model training at all."""
+    for item in items:
+        if ZOO_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.zoo)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     # MMU_BENCH_TEST_CACHE keeps the small zoo between local runs; CI starts from nothing.

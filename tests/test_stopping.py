@@ -186,3 +186,16 @@ def test_fronts_from_trials_and_the_leaderboard_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Trade-off fronts / setting visual" in out and "| ga | 2 | 2 | 0.600 |" in out
     assert "Tuning: 2 trials per method" in out
+
+
+def test_a_labelled_run_names_its_row(small_zoo, cache_dir, tmp_path):
+    from mmu_bench.leaderboard import collect
+    from mmu_bench.run import RunSpec, run
+
+    o = run(RunSpec(method="ga", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
+                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps},
+                    hyper={"lr": 1e-4, "steps": 3}, label="tuned"))
+    assert o.path.parts[-4] == "ga-tuned"
+    (rec,) = collect([tmp_path])
+    assert rec.method == "ga-tuned" and rec.method_name == "ga"
+    assert json.loads((o.path / "config.json").read_text())["method"]["hyper"]["lr"] == 1e-4

@@ -142,3 +142,18 @@ def test_grids_can_carry_their_own_hyper_parameters(tmp_path):
     runs = SweepSpec.from_file(f).runs()
     assert [(r["method"], r["hyper"]) for r in runs] == [("cvf", {}), ("ga", {}), ("cvf", {"null_space": False})]
     assert all(r["stop_at"] == "forget=0.3" for r in runs)
+
+
+def test_a_spec_reads_tuned_hyper_parameters_from_files(tmp_path):
+    from mmu_bench.errors import MMUError
+    from mmu_bench.sweep import SweepSpec
+
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "ga.yaml").write_text("# tuned\nlr: 0.0003\n")
+    f = tmp_path / "spec.yaml"
+    f.write_text("methods: [ga, npo]\nhyper: {ga: tuning/ga.yaml, npo: {beta: 0.2}}\ncommon: {label: tuned}\n")
+    runs = SweepSpec.from_file(f).runs()
+    assert [r["hyper"] for r in runs] == [{"lr": 0.0003}, {"beta": 0.2}] and runs[0]["label"] == "tuned"
+    f.write_text("methods: [ga]\nhyper: {ga: tuning/missing.yaml}\n")
+    with pytest.raises(MMUError, match="run mmu-bench tune first"):
+        SweepSpec.from_file(f).runs()
