@@ -127,7 +127,8 @@ def cmd_run(args) -> int:
 
         setting = get_setting(args.setting)
         print(f"\nscalability (one finetuned model, growing forget sets; setting {setting.name}):")
-        print(results_table(summary, protocol_columns(args.protocol, setting), setting.name))
+        keys = [k for k in protocol_columns(args.protocol, setting) if any(k in m for m in summary.values())]
+        print(results_table(summary, keys, setting.name))
     return rc
 
 
