@@ -32,6 +32,7 @@ import os
 import re
 import sys
 import uuid
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -76,6 +77,7 @@ class RunRecord:
     curves: dict[str, Any] | None = None   # metrics.json protocol.curves (continual), else None
     setting: str = "visual"                # the unlearning setting (config.json spec.setting)
     stop_rule: str | None = None           # the shared stopping rule the run used (--stop-at), in words
+    hyper: dict[str, Any] = field(default_factory=dict)  # config.json method.hyper (resolved values)
 
 
 def _warn_stderr(msg: str) -> None:
@@ -152,7 +154,8 @@ def _read_run(f: Path) -> RunRecord | str:
                      metrics=_numbers(doc["metrics"]), reference=reference,
                      diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves,
                      setting=setting, stop_rule=(doc.get("stop_rule") or {}).get("rule")
-                     if isinstance(doc.get("stop_rule"), dict) else None)
+                     if isinstance(doc.get("stop_rule"), dict) else None,
+                     hyper=dict(config.get("method", {}).get("hyper") or {}))
 
 
 def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
@@ -501,6 +504,11 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
             if cs:
                 curves[lab] = _mean_curve(cs)
         g.curves = curves
+        named = _row_hyper(by_method)
+        if named:
+            g.notes.append("Rows other than a method's defaults: " + "; ".join(
+                f"{lab} = {', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in d.items())}"
+                for lab, d in named.items()) + ".")
         rules = sorted({r.stop_rule for r in runs if r.stop_rule})
         if rules:
             g.notes.append(f"Matched forgetting: every method ran under one stopping rule: {'; '.join(rules)} "
@@ -522,6 +530,27 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
 
 
 # ----------------------------------------------------------------------------- rendering
+
+
+def _row_hyper(by_method: dict[str, list[RunRecord]]) -> dict[str, dict[str, Any]]:
+    """For rows labelled other than their method (``cvf-1a2b3c4d``, ``ga-tuned``): the
+    hyper-parameters that differ from the method's defaults, so a reader knows what the row is."""
+    from .plugins import get_registry
+
+    out = {}
+    for label, runs in sorted(by_method.items()):
+        r = runs[0]
+        if label == r.method_name or not r.hyper:
+            continue
+        try:
+            cls = get_registry().get("methods", r.method_name)
+            default = dataclasses.asdict(cls.Hyper())
+        except Exception:  # an uninstalled plugin or a Hyper without defaults: name what was stored
+            default = {}
+        diff = {k: v for k, v in r.hyper.items() if default.get(k, object()) != v}
+        if diff:
+            out[label] = diff
+    return out
 
 
 def void_attack_columns(cols: list[str], reference: dict[str, dict[str, float]], setting: Setting) -> dict[str, str]:
