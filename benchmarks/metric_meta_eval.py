@@ -57,7 +57,7 @@ def method_runs(root: Path, protocol_prefix: str) -> list[dict]:
             continue
         doc = json.loads(f.read_text())
         cfg = json.loads((f.parent / "config.json").read_text())
-        out.append({"method": parts[-5], "setting": cfg["spec"].get("setting", "visual"), "metrics": doc["metrics"],
+        out.append({"method": parts[-5], "group": f"{parts[-5]}/{parts[-4]}", "setting": cfg["spec"].get("setting", "visual"), "metrics": doc["metrics"],
                     "reference": doc.get("reference", {}), "protocol": doc.get("protocol", {})})
     return out
 
@@ -88,7 +88,7 @@ def main() -> None:
                                                                                      "retrain_visual")]
         by_method: dict[str, list[dict]] = defaultdict(list)
         for r in mine:
-            by_method[r["method"]].append(with_aggregates(r["metrics"], st))
+            by_method[r["group"]].append(with_aggregates(r["metrics"], st))  # a method under one protocol
         rows = []
         for k in keys:
             d = direction(k, setting)
