@@ -297,10 +297,16 @@ class Row:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)    # per key: 95 % bootstrap CI of the mean
 
     @property
+    def unmatched(self) -> bool:
+        """Under a stopping rule: some seed missed the forget target, so the row is not at matched
+        forgetting and must not win a column of that table."""
+        return "stop.reached" in self.mean and self.mean["stop.reached"] < 1.0
+
+    @property
     def ranked(self) -> bool:
         """Whether the row competes for "best": methods only, not the reference pseudo-methods,
-        not rows with a diverged run."""
-        return self.kind == "method" and self.n_diverged == 0 and not self.pseudo
+        not rows with a diverged run, not rows that missed a stopping rule's target."""
+        return self.kind == "method" and self.n_diverged == 0 and not self.pseudo and not self.unmatched
 
 
 @dataclass
@@ -513,6 +519,9 @@ def aggregate(records: Iterable[RunRecord], keys: Iterable[str] | None = None,
         if rules:
             g.notes.append(f"Matched forgetting: every method ran under one stopping rule: {'; '.join(rules)} "
                            f"(stop.reached = share of seeds that got there within the budget).")
+        missed = [r.label for r in g.rows if r.unmatched]
+        if missed:
+            g.notes.append(f"Not ranked, since some seed missed the stopping rule's target: {', '.join(missed)}.")
         if kind == "attacks":
             g.void = void_attack_columns(cols, ref, st)
             if g.void:

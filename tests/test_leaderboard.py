@@ -529,3 +529,18 @@ def test_attacks_table_carries_the_oracles_under_attack_and_voids_failed_sanity(
     assert "Void" in render([g], "md")
     written = [p.name for p in plot([g], tmp_path / "plots")]
     assert f"{g.slug}.attacks.png" in written
+
+
+def test_a_row_that_missed_the_stopping_target_is_not_ranked(tmp_path):
+    from mmu_bench.leaderboard import aggregate, collect
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        make_run(root, "ga", seed, metrics(retain=0.6, **{"stop.reached": 1.0, "stop.steps": 30.0}),
+                 protocol_dir="static-stopforget0.3e5b200")
+        make_run(root, "npo", seed, metrics(retain=0.99, **{"stop.reached": float(seed == 0), "stop.steps": 200.0}),
+                 protocol_dir="static-stopforget0.3e5b200")
+    (g,) = aggregate(collect([root]))
+    assert "stop.reached" in g.keys and g.marks("stop.steps") == {}  # no better direction: never marked
+    assert g.best("retain.vqa.mcq.acc") == {"ga"}  # npo keeps more but missed the target in one seed
+    assert "Not ranked, since some seed missed the stopping rule's target: npo" in g.caption()
