@@ -98,6 +98,11 @@ def parse_letter(text: str) -> int:
     return LETTERS.index(m.group(1)) if m else -1
 
 
+def mcq_accuracy(adapter, items: Sequence[dict]) -> float:
+    """Log-likelihood mcq accuracy of ``items`` (stopping rules, tuning, matched retention)."""
+    return sum(s["correct"] for s in score_mcq_loglik(adapter, items, EvalConfig())) / len(items)
+
+
 def score_mcq_loglik(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
     for it in items:
         if len(it["options"]) != 4:

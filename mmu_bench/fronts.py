@@ -10,9 +10,7 @@ setting's oracle are marked where the trials files record them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
-
-from .tuning import efficacy, front_area, load_trials, pareto_front
+from .tuning import efficacy, front_area, pareto_front
 
 
 def front_rows(docs: list[dict]) -> dict[str, list[dict]]:
@@ -100,7 +98,3 @@ def plot(rows: dict[str, list[dict]], out_dir: str | Path) -> list[Path]:
         _save(fig, p)
         written.append(p)
     return written
-
-
-def load(paths: Iterable[str | Path]) -> list[dict]:
-    return load_trials(list(paths))

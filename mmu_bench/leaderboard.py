@@ -1046,7 +1046,9 @@ def cmd_leaderboard(args) -> int:
     if args.tuning:
         from . import fronts
 
-        docs = fronts.load(args.tuning)
+        from .tuning import load_trials
+
+        docs = load_trials(args.tuning)
         if not docs:
             raise MMUError(f"--tuning: no *.trials.json under {', '.join(args.tuning)} (written by mmu-bench tune)")
         rows = fronts.front_rows(docs)

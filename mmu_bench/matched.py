@@ -20,17 +20,11 @@ GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 ROLES = ("forget", "test", "retain")  # reported at the chosen a (mcq items: cheap and comparable)
 
 
-def _acc(model, items: Sequence[dict]) -> float:
-    from .evaluate import EvalConfig, score_mcq_loglik
-
-    return sum(s["correct"] for s in score_mcq_loglik(model, items, EvalConfig())) / len(items)
-
-
 def matched_retention(model, finetuned, validation_retain: Sequence[dict], tasks: dict[str, list[dict]],
                       eval_cfg, ratio: float = 0.95, grid: Sequence[float] = GRID) -> tuple[dict[str, float], dict[str, Any]]:
     """(``matched.*`` metrics, details with the retention curve). ``model`` (the unlearned one) is
     left exactly as it came in."""
-    from .evaluate import evaluate
+    from .evaluate import evaluate, mcq_accuracy as _acc
 
     if not validation_retain:
         raise ValueError("matched retention needs the retain entities' validation items")
@@ -61,7 +55,6 @@ def matched_retention(model, finetuned, validation_retain: Sequence[dict], tasks
         scored, _ = evaluate(model, sub, dataclasses.replace(eval_cfg, mcq_mode="loglik", progress=False,
                                                              protocol="loglik"))
     finally:
-        set_alpha(1.0)
         with torch.no_grad():
             for n in names:  # exactly the unlearned weights again, not a lerp's rounding of them
                 mine[n].copy_(unlearned[n])

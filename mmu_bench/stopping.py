@@ -90,13 +90,12 @@ class ValidationStopper:
     reached: bool = False
 
     def accuracies(self) -> list[float]:
-        from .evaluate import EvalConfig, score_mcq_loglik
+        from .evaluate import mcq_accuracy
 
         training = self.model.model.training
         self.model.model.eval()  # no dropout while checking; back to the caller's mode after
         try:
-            return [sum(s["correct"] for s in score_mcq_loglik(self.model, g, EvalConfig())) / len(g)
-                    for g in self.groups]
+            return [mcq_accuracy(self.model, g) for g in self.groups]
         finally:
             self.model.model.train(training)
 

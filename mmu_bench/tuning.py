@@ -85,16 +85,11 @@ def search_space(method_cls: type) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- one trial
-def _mcq_acc(model, items: Sequence[dict]) -> float:
-    from .evaluate import EvalConfig, score_mcq_loglik
-
-    return sum(s["correct"] for s in score_mcq_loglik(model, items, EvalConfig())) / len(items)
-
-
 def validation_trial(method, bench, split: str, seed: int, rule: StopRule) -> dict[str, Any]:
     """Unlearn once under ``rule`` and score validation items only: forget (the groups the rule
     waits for) and retain (fresh renderings of retain entities)."""
     from .engine import Diverged
+    from .evaluate import mcq_accuracy
     from .protocols import forget_request, make_context
     from .stopping import validation_groups
 
@@ -109,8 +104,8 @@ def validation_trial(method, bench, split: str, seed: int, rule: StopRule) -> di
     finally:
         bench.stop_rule = None
     model.model.eval()
-    forget = [_mcq_acc(model, g) for g in validation_groups(ctx.validation, ctx.setting)]
-    retain = _mcq_acc(model, ctx.validation["retain"])
+    forget = [mcq_accuracy(model, g) for g in validation_groups(ctx.validation, ctx.setting)]
+    retain = mcq_accuracy(model, ctx.validation["retain"])
     return {"diverged": False, "forget_val_acc": round(max(forget), 6), "retain_val_acc": round(retain, 6),
             "reached": max(forget) <= rule.target, "steps": ctx.logs.get("steps"),
             "seconds": round(time.time() - t0, 2)}
@@ -118,6 +113,7 @@ def validation_trial(method, bench, split: str, seed: int, rule: StopRule) -> di
 
 def reference_points(bench, split: str, setting) -> dict[str, dict[str, float]]:
     """The finetuned model's and the setting's oracle's validation point (for fronts)."""
+    from .evaluate import mcq_accuracy
     from .protocols import make_context
     from .stopping import validation_groups
 
@@ -126,8 +122,8 @@ def reference_points(bench, split: str, setting) -> dict[str, dict[str, float]]:
     for name in ("finetuned", setting.oracle):
         model = bench.load(name, split)
         model.model.eval()
-        forget = [_mcq_acc(model, g) for g in validation_groups(ctx.validation, setting.name)]
-        out[name] = {"forget_val_acc": round(max(forget), 6), "retain_val_acc": round(_mcq_acc(model, ctx.validation["retain"]), 6)}
+        forget = [mcq_accuracy(model, g) for g in validation_groups(ctx.validation, setting.name)]
+        out[name] = {"forget_val_acc": round(max(forget), 6), "retain_val_acc": round(mcq_accuracy(model, ctx.validation["retain"]), 6)}
     return out
 
 
