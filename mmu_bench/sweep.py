@@ -41,8 +41,9 @@ class SweepSpec:
     common: dict[str, Any] = field(default_factory=dict)  # other RunSpec fields (out, world_size, ...)
     protocol_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol
     # several grids in one spec: each entry overrides methods / seeds / forget_splits / protocols /
-    # settings / hyper (e.g. static on every split, continual and mia on one; an ablation of one
-    # method with other hyper-parameters); the union of their runs is swept
+    # settings / hyper, and may set its own ``common`` fields (e.g. static on every split, continual
+    # and mia on one; an ablation of one method with other hyper-parameters; a labelled variant
+    # under a stopping rule); the union of their runs is swept
     grids: list[dict[str, Any]] = field(default_factory=list)
     # where relative paths in the spec point from (the spec file's folder; a hyper entry may be the
     # path of a YAML file of hyper-parameters, e.g. what ``mmu-bench tune`` wrote)
@@ -70,8 +71,10 @@ class SweepSpec:
         axes = ("methods", "seeds", "forget_splits", "protocols", "settings")
         grids = self.grids or [{}]
         for i, g in enumerate(grids):
-            if not isinstance(g, dict) or set(g) - set(axes) - {"hyper"}:
-                raise MMUError(f"sweep spec grids[{i}]: expected a mapping of {', '.join(axes)}, hyper; got {g!r}")
+            if not isinstance(g, dict) or set(g) - set(axes) - {"hyper", "common"}:
+                raise MMUError(f"sweep spec grids[{i}]: expected a mapping of {', '.join(axes)}, hyper, common; got {g!r}")
+            if not isinstance(g.get("common", {}), dict):
+                raise MMUError(f"sweep spec grids[{i}].common: expected a mapping of run fields, got {g['common']!r}")
         out: list[dict[str, Any]] = []
         seen: set[tuple] = set()
         for g in grids:
@@ -80,11 +83,12 @@ class SweepSpec:
                     g.get("protocols", self.protocols), g.get("forget_splits", self.forget_splits),
                     g.get("seeds", self.seeds)):
                 hyper = self._hyper(method, (g.get("hyper") or self.hyper).get(method, {}))
-                key = (setting, method, protocol, split, seed, tuple(sorted(hyper.items())))
+                common = g.get("common", {})
+                key = (setting, method, protocol, split, seed, repr(sorted(hyper.items())), repr(sorted(common.items())))
                 if key in seen:
                     continue
                 seen.add(key)
-                out.append(self._point(setting, method, protocol, split, seed, hyper))
+                out.append(self._point(setting, method, protocol, split, seed, hyper, common))
         return out
 
     def _hyper(self, method: str, entry: Any) -> dict[str, Any]:
@@ -106,8 +110,8 @@ class SweepSpec:
         raise MMUError(f"sweep spec: hyper of {method!r} must be a mapping or a YAML file path, got {entry!r}")
 
     def _point(self, setting: str, method: str, protocol: str, split: str, seed: int,
-               hyper: dict[str, Any] | None = None) -> dict[str, Any]:
-        return dict(self.common, setting=setting, method=method, protocol=protocol, forget_split=split, seed=seed,
+               hyper: dict[str, Any] | None = None, common: dict[str, Any] | None = None) -> dict[str, Any]:
+        return dict(self.common, **(common or {}), setting=setting, method=method, protocol=protocol, forget_split=split, seed=seed,
                     hyper=self._hyper(method, self.hyper.get(method, {}) if hyper is None else hyper),
                     protocol_options=dict(self.protocol_options.get(protocol, {})))
 
