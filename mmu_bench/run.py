@@ -86,6 +86,9 @@ def resolve(spec: RunSpec):
     if isinstance(splits, (tuple, list)) and spec.forget_split not in splits:
         raise MMUError(f"unknown forget split {spec.forget_split!r} for benchmark {spec.benchmark!r}; "
                        f"expected one of {', '.join(splits)}")
+    if spec.label is not None and not re.fullmatch(r"[A-Za-z0-9_.]+", spec.label):
+        raise MMUError(f"run label {spec.label!r}: expected letters, digits, '_' or '.' (it names a directory)")
+    stop_rule_of(spec)  # a malformed --stop-at is an error now, not after the zoo is loaded
     from .method import build_method
 
     method = build_method(method_cls, spec.hyper)
@@ -109,8 +112,6 @@ def _setup(spec: RunSpec):
                        f"{', '.join(spec.protocol_options)}: {e}") from None
     # The directory is named by the RESOLVED hyper-parameters that differ from the defaults, so
     # `--set steps=40` (the default) and `steps: 40` in a file land in the same place.
-    if spec.label is not None and not re.fullmatch(r"[A-Za-z0-9_.]+", spec.label):
-        raise MMUError(f"run label {spec.label!r}: expected letters, digits, '_' or '.' (it names a directory)")
     rule = stop_rule_of(spec)
     # a stopping rule changes what the run measures (matched forgetting): its own directory
     options = spec.protocol_options | ({"stop": rule.tag} if rule is not None else {})

@@ -157,3 +157,25 @@ def test_a_spec_reads_tuned_hyper_parameters_from_files(tmp_path):
     f.write_text("methods: [ga]\nhyper: {ga: tuning/missing.yaml}\n")
     with pytest.raises(MMUError, match="run mmu-bench tune first"):
         SweepSpec.from_file(f).runs()
+
+
+def test_grids_can_set_their_own_run_fields_and_bad_ones_fail_before_anything_runs(tmp_path):
+    """A labelled variant under a stopping rule beside the default rows; a label that cannot name a
+    directory is an error before the first run, not one failed run per point."""
+    from mmu_bench.errors import MMUError
+
+    f = tmp_path / "spec.yaml"
+    f.write_text("methods: [ga]\nseeds: [0]\ncommon: {out: " + str(tmp_path / "runs") + "}\n"
+                 "grids:\n  - {common: {label: plain}}\n"
+                 "  - {common: {label: stopped, stop_at: 'forget=0.3,every=5'}}\n")
+    runs = SweepSpec.from_file(f).runs()
+    assert [(r["label"], r.get("stop_at")) for r in runs] == [("plain", None), ("stopped", "forget=0.3,every=5")]
+    f.write_text("methods: [ga]\ngrids:\n  - {common: {label: not-a-dir}}\n")
+    with pytest.raises(MMUError, match="run label 'not-a-dir'"):
+        sweep(SweepSpec.from_file(f), log=lambda m: None)
+    f.write_text("methods: [ga]\ngrids:\n  - {common: {stop_at: 'forget=2'}}\n")
+    with pytest.raises(MMUError, match="stop"):
+        sweep(SweepSpec.from_file(f), log=lambda m: None)
+    f.write_text("methods: [ga]\ngrids:\n  - {common: [label]}\n")
+    with pytest.raises(MMUError, match=r"grids\[0\]\.common"):
+        SweepSpec.from_file(f).runs()
