@@ -82,9 +82,9 @@ METRIC_SPECS = [
     # probe
     _Spec("attack.probe.lens.vqa.*acc", "logit lens: forget vqa mcq acc of the final norm + LM head on a layer's hidden states", "down"),
     _Spec("attack.probe.lens.qa.*acc", "logit lens on the forget qa mcq items", _PER_SETTING_TEXT),
-    _Spec("attack.probe.readout.vqa.*acc", "linear readout (LogisticRegression trained on retain entities) of forget vqa answers", "down"),
+    _Spec("attack.probe.readout.vqa.*acc", "linear readout (LogisticRegression on option features, trained on retain entities) of forget vqa answers", "down"),
     _Spec("attack.probe.*.best_layer", "layer of the best probe accuracy (0 = embeddings)"),
-    _Spec("attack.probe.readout.vqa.coverage", "share of forget items whose gold word a retain-trained readout can name"),
+    _Spec("attack.probe.readout.vqa.train_items", "retain vqa items the readout was trained on"),
     # prompt attacks
     _Spec("attack.paraphrase.forget.vqa.acc*", "forget vqa mcq acc on held-out question wordings (acc_original: trained wording)", "down"),
     _Spec("attack.paraphrase.forget.qa.acc*", "forget qa mcq acc on held-out wordings", _PER_SETTING_TEXT),

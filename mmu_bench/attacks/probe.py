@@ -7,12 +7,16 @@ probes, per layer of the language model (layer 0 = the input embeddings, layer L
 - **logit lens**: the frozen final norm + LM head applied to layer l's hidden states at the
   answer positions; each mcq option is scored by its summed token log-probs under that read-out,
   the argmax is the prediction. At the last layer this is the model's own mcq answer.
-- **linear readout**: per fact (home / job / food / hobby; the name is unique per entity, so no
-  classifier trained on other entities could read it), a scikit-learn LogisticRegression maps the
-  hidden state at the answer position (the last prompt token: image + question) to the gold answer
-  word, trained on the RETAIN entities' items and applied to the forget entities' items: the
-  option with the highest predicted probability is the prediction. Items whose gold word never
-  occurs among the retain answers cannot be read out and are left out (``coverage``).
+- **linear readout**: a scikit-learn LogisticRegression trained on the RETAIN entities' items to
+  tell the correct option from the wrong ones, applied to the forget entities' items (the option
+  with the highest decision value is the prediction). Its features are answer-agnostic, so a
+  readout trained on other entities can name a forget entity's answer: for each option, the mean
+  over the option's tokens of ``norm(h_l[t]) * W_out[token_{t+1}]`` (element-wise: the hidden state
+  at each position that predicts an option token times that token's output embedding). The logit
+  lens is this readout with every weight 1; the trained weights can find knowledge in directions
+  the frozen head no longer reads. (A per-fact classifier from the answer-position state to the
+  gold word, tried first, cannot generalise: each word is the answer of two or three retain
+  entities, and it scored 0.49 on the finetuned model of the default world.)
 
 Both on the forget entities' mcq items. Valid only if the finetuned model scores high and the
 oracle near chance (the sanity rows).
@@ -28,9 +32,6 @@ import torch
 
 from ..adapter import Encoded
 from .base import HIGH, LOW, ORACLES, Attack, AttackContext, mean
-
-READOUT_FACTS = ("home", "job", "food", "hobby")
-
 
 def _lm_parts(adapter):
     lm = adapter.model.model.language_model
@@ -53,67 +54,72 @@ def _forward_states(adapter, encoded: Sequence[Encoded], batch_size: int):
             yield chunk, out.hidden_states, out.logits
 
 
-def prompt_states(adapter, items: Sequence[dict], batch_size: int = 64) -> np.ndarray:
-    """Hidden state at the last prompt token, per layer: (layers + 1, items, hidden)."""
-    enc = [Encoded(e.prompt_ids, [], e.pixel_values) for e in adapter.encode(items, answers=[""] * len(items))]
-    adapter.model.eval()
-    rows: list[list[np.ndarray]] = []
-    for chunk, hs, _ in _forward_states(adapter, enc, batch_size):
-        last = torch.tensor([len(e.prompt_ids) - 1 for e in chunk], device=hs[0].device)
-        ar = torch.arange(len(chunk), device=hs[0].device)
-        rows.append([h[ar, last].float().cpu().numpy() for h in hs])
-    return np.stack([np.concatenate([r[layer] for r in rows]) for layer in range(len(rows[0]))])
+def option_passes(adapter, items: Sequence[dict], batch_size: int = 64, features: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """One teacher-forced pass per option of every item, per layer (0 = embeddings, L = last):
 
-
-def lens_option_scores(adapter, items: Sequence[dict], batch_size: int = 64) -> np.ndarray:
-    """Logit-lens score of every option of every item per layer: (layers + 1, items, options).
-
-    Intermediate layers go through the final norm and the LM head; the last layer's read-out is
-    the model's own logits (transformers returns the last hidden state already normed)."""
+    - logit-lens scores ``(layers + 1, items, options)``: summed option-token log-probs when the
+      final norm and the LM head read that layer (the last layer's read-out is the model's own
+      logits; transformers returns the last hidden state already normed);
+    - readout features ``(layers + 1, items, options, hidden)`` (None unless ``features``): the
+      mean over option positions of the normed hidden state times the next token's output embedding.
+    """
     norm, head = _lm_parts(adapter)
     k = len(items[0]["options"])
     flat = [it for it in items for _ in it["options"]]
     enc = adapter.encode(flat, answers=[o for it in items for o in it["options"]])
     enc = [Encoded(e.prompt_ids, e.target_ids[:-1], e.pixel_values) for e in enc]  # no eos: options as mcq scores them
+    out_emb = head.weight
     adapter.model.eval()
     scores: list[np.ndarray] = []
-    for chunk, hs, logits in _forward_states(adapter, enc, batch_size):
-        n_layers = len(hs)
-        out = np.zeros((n_layers, len(chunk)))
-        for r, e in enumerate(chunk):
-            p = len(e.prompt_ids)
-            pos = torch.arange(p - 1, p - 1 + len(e.target_ids), device=logits.device)  # positions predicting the option
-            tgt = torch.tensor(e.target_ids, device=logits.device)
-            for layer in range(n_layers):
-                lg = logits[r, pos] if layer == n_layers - 1 else head(norm(hs[layer][r, pos]))
-                out[layer, r] = float(torch.log_softmax(lg.float(), -1).gather(-1, tgt[:, None]).sum())
-        scores.append(out)
+    feats: list[np.ndarray] = []
+    with torch.no_grad():
+        for chunk, hs, logits in _forward_states(adapter, enc, batch_size):
+            n_layers = len(hs)
+            sc = np.zeros((n_layers, len(chunk)))
+            ft = np.zeros((n_layers, len(chunk), hs[0].shape[-1]), dtype=np.float32) if features else None
+            for r, e in enumerate(chunk):
+                p = len(e.prompt_ids)
+                pos = torch.arange(p - 1, p - 1 + len(e.target_ids), device=logits.device)  # positions predicting the option
+                tgt = torch.tensor(e.target_ids, device=logits.device)
+                for layer in range(n_layers):
+                    last = layer == n_layers - 1
+                    h = hs[layer][r, pos] if last else norm(hs[layer][r, pos])
+                    lg = logits[r, pos] if last else head(h)
+                    sc[layer, r] = float(torch.log_softmax(lg.float(), -1).gather(-1, tgt[:, None]).sum())
+                    if features:
+                        ft[layer, r] = (h.float() * out_emb[tgt].float()).mean(0).cpu().numpy()
+            scores.append(sc)
+            if features:
+                feats.append(ft)
     flat_scores = np.concatenate(scores, axis=1)
-    return flat_scores.reshape(flat_scores.shape[0], len(items), k)
+    lens = flat_scores.reshape(flat_scores.shape[0], len(items), k)
+    if not features:
+        return lens, None
+    f = np.concatenate(feats, axis=1)
+    return lens, f.reshape(f.shape[0], len(items), k, f.shape[-1])
 
 
-def readout_accuracy(train_x: np.ndarray, train_y: Sequence[str], test_x: np.ndarray,
-                     test_items: Sequence[dict], seed: int = 0) -> tuple[float, float]:
-    """(accuracy, coverage) of one layer's readout for one fact: a standardised logistic
-    regression on the training states, the test item's best-scored option as its prediction."""
+def lens_option_scores(adapter, items: Sequence[dict], batch_size: int = 64) -> np.ndarray:
+    """Logit-lens score of every option of every item per layer: (layers + 1, items, options)."""
+    return option_passes(adapter, items, batch_size, features=False)[0]
+
+
+def readout_accuracy(train_x: np.ndarray, train_gold: Sequence[int], test_x: np.ndarray,
+                     test_gold: Sequence[int], seed: int = 0) -> float:
+    """Accuracy of one layer's readout: ``train_x`` / ``test_x`` are (items, options, features);
+    a standardised logistic regression learns "this option is the correct one" on the training
+    items, and each test item's prediction is its option with the highest decision value."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    classes = sorted(set(train_y))
-    keep = [i for i, it in enumerate(test_items) if it["answer"] in classes]
-    if len(classes) < 2 or not keep:
-        return float("nan"), 0.0
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
-    clf.fit(train_x, list(train_y))
-    proba = clf.predict_proba(test_x[keep])
-    col = {c: j for j, c in enumerate(clf.classes_)}
-    hits = []
-    for row, i in zip(proba, keep):
-        it = test_items[i]
-        s = [row[col[o]] if o in col else -1.0 for o in it["options"]]
-        hits.append(int(np.argmax(s)) == it["answer_index"])
-    return float(np.mean(hits)), len(keep) / len(test_items)
+    n, k, d = train_x.shape
+    y = (np.arange(k)[None, :] == np.asarray(train_gold)[:, None]).astype(int).ravel()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0, random_state=seed))
+    clf.fit(train_x.reshape(n * k, d), y)
+    dec = clf.decision_function(test_x.reshape(-1, d)).reshape(len(test_x), k)
+    return float((dec.argmax(1) == np.asarray(test_gold)).mean())
 
 
 class ProbeAttack(Attack):
@@ -123,42 +129,36 @@ class ProbeAttack(Attack):
     name = "probe"
     description = "logit lens and linear readout of the forget answers from hidden states, per layer"
     headline = "readout.vqa.best_acc"
-    version = 1
+    version = 2  # 2: answer-agnostic option features for the readout (was: answer-position state -> gold word)
+    #: retain items the readout trains on (a seeded sample; features are layers x options x hidden each)
+    readout_train_items = 600
 
     def measure(self, model, ctx: AttackContext) -> dict[str, Any]:
         out: dict[str, Any] = {}
         bs = ctx.eval_cfg.batch_size
+        forget_vqa = ctx.items("forget", "vqa")
         for modality in ("vqa", "qa"):
             items = ctx.items("forget", modality)
             if not items:
                 continue
-            sc = lens_option_scores(model, items, bs)
+            sc, feats = option_passes(model, items, bs, features=modality == "vqa")
             gold = np.array([it["answer_index"] for it in items])
             accs = [(sc[layer].argmax(-1) == gold).mean() for layer in range(sc.shape[0])]
             self._summarise(out, f"lens.{modality}", accs)
-        # readout: retain vqa items train, forget vqa items test, one classifier per fact
-        train = [it for it in ctx.items("retain", "vqa") if it["fact"] in READOUT_FACTS]
-        test = [it for it in ctx.items("forget", "vqa") if it["fact"] in READOUT_FACTS]
-        if train and test:
-            tr_x, te_x = prompt_states(model, train, bs), prompt_states(model, test, bs)
-            accs, covered = [], 0.0
-            for layer in range(tr_x.shape[0]):
-                hits, n_cov = [], 0
-                for fact in READOUT_FACTS:
-                    tri = [i for i, it in enumerate(train) if it["fact"] == fact]
-                    tei = [i for i, it in enumerate(test) if it["fact"] == fact]
-                    if not tri or not tei:
-                        continue
-                    acc, cov = readout_accuracy(tr_x[layer][tri], [train[i]["answer"] for i in tri],
-                                                te_x[layer][tei], [test[i] for i in tei], ctx.seed)
-                    n = round(cov * len(tei))
-                    if n:
-                        hits.append(acc * n)
-                        n_cov += n
-                accs.append(sum(hits) / n_cov if n_cov else float("nan"))
-                covered = n_cov / len(test)
+            if modality == "vqa":
+                test_x, test_gold = feats, gold
+        # readout: trained on (a seeded sample of) the retain entities' vqa items, tested on the forget ones
+        train = ctx.items("retain", "vqa")
+        if train and forget_vqa:
+            if len(train) > self.readout_train_items:
+                pick = np.random.default_rng(ctx.seed).choice(len(train), self.readout_train_items, replace=False)
+                train = [train[i] for i in sorted(pick)]
+            _, train_x = option_passes(model, train, bs)
+            train_gold = [it["answer_index"] for it in train]
+            accs = [readout_accuracy(train_x[layer], train_gold, test_x[layer], test_gold, ctx.seed)
+                    for layer in range(train_x.shape[0])]
             self._summarise(out, "readout.vqa", accs)
-            out["readout.vqa.coverage"] = round(covered, 6)
+            out["readout.vqa.train_items"] = len(train)
         return out
 
     @staticmethod
