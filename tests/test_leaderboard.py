@@ -544,3 +544,16 @@ def test_a_row_that_missed_the_stopping_target_is_not_ranked(tmp_path):
     assert "stop.reached" in g.keys and g.marks("stop.steps") == {}  # no better direction: never marked
     assert g.best("retain.vqa.mcq.acc") == {"ga"}  # npo keeps more but missed the target in one seed
     assert "Not ranked, since some seed missed the stopping rule's target: npo" in g.caption()
+
+
+def test_runs_frame_is_runs_by_metrics(runs):
+    records = lb.collect([runs])
+    frame = lb.runs_frame(records)
+    assert list(frame.index.names) == list(lb.FRAME_INDEX) == ["benchmark", "model", "setting", "protocol",
+                                                               "split", "method", "seed"]
+    assert len(frame) == 4 and list(frame.columns) == sorted(metrics())
+    assert frame.loc[("synthetic", "tiny-llava", "visual", "static", "forget_10", "ga", 1), "forget.vqa.mcq.acc"] == 0.2
+    with_agg = lb.runs_frame(records, lambda r: lb.with_aggregates(r.metrics, VISUAL))
+    assert {"forget_efficacy", "retention"} <= set(with_agg.columns)
+    assert lb.runs_frame([]).empty
+

@@ -19,7 +19,7 @@ run, then mean +- std over seeds like every other column:
 Both are "up" (higher is better). 0.25 is chance for four-option multiple choice. Directions and
 descriptions come from the metric specs (mmu_bench/metrics.py), per setting.
 
-Modules: ``collect`` (run directories -> RunRecords), ``marks`` (bootstrap
+Modules: ``collect`` (run directories -> RunRecords, runs x metrics frame), ``marks`` (bootstrap
 CIs, best / tie), ``aggregate`` (rows, tables, the aggregates), ``render`` (md, latex, csv),
 ``html`` (the page), ``plots``, ``provenance``, ``cli`` (``mmu-bench leaderboard``). The names
 below are the API; ``lb.collect``, ``lb.aggregate``, ``lb.render`` and ``lb.provenance`` are the
@@ -32,7 +32,7 @@ from .aggregate import (AGGREGATES, CHANCE, FORGET_EFFICACY, PROTOCOL_ORDER, REF
                         Row, aggregate, column_label, column_name, direction, group_runs, void_attack_columns,
                         with_aggregates)
 from .cli import add_command, cmd_leaderboard
-from .collect import RunRecord, collect
+from .collect import FRAME_INDEX, RunRecord, collect, runs_frame
 from .marks import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CI_RULE, bootstrap_ci
 from .plots import plot
 from .provenance import provenance
@@ -44,7 +44,7 @@ from .marks import _badness  # noqa: F401
 from .plots import _save  # noqa: F401
 
 __all__ = ["AGGREGATES", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CHANCE", "CI_RULE", "FORGET_EFFICACY",
-           "FORMATS", "PROTOCOL_ORDER", "REFERENCE_NAMES", "RETENTION", "TIE", "Group", "Row",
+           "FORMATS", "FRAME_INDEX", "PROTOCOL_ORDER", "REFERENCE_NAMES", "RETENTION", "TIE", "Group", "Row",
            "RunRecord", "add_command", "aggregate", "bootstrap_ci", "cmd_leaderboard", "collect", "column_label",
            "column_name", "direction", "format_for", "group_runs", "latex_escape", "plot", "provenance",
-           "render", "void_attack_columns", "with_aggregates"]
+           "render", "runs_frame", "void_attack_columns", "with_aggregates"]

@@ -24,7 +24,7 @@ from ..errors import MMUError
 from ..metrics import ARROW, catalog
 from ..report import protocol_columns
 from ..settings import Setting, get_setting
-from .collect import RunRecord
+from .collect import RunRecord, runs_frame
 from .marks import BOOTSTRAP_RESAMPLES, CI_RULE, _marks, bootstrap_ci
 
 REFERENCE_NAMES = ("finetuned", "retrain", "retrain_visual")
@@ -226,12 +226,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 def _method_row(label: str, runs: list[RunRecord], setting: Setting) -> Row:
     runs = sorted(runs, key=lambda r: r.seed)
-    per_run = [with_aggregates(r.metrics, setting) for r in runs]
-    keys = sorted({k for m in per_run for k in m})
-    values = {k: [m[k] for m in per_run if k in m] for k in keys}
+    per_run = runs_frame(runs, lambda r: with_aggregates(r.metrics, setting))
+    values = {k: col.dropna().tolist() for k, col in per_run.items()}   # by seed; NaN: a run lacks k
     mean, std = {}, {}
-    for k in keys:
-        mean[k], std[k] = _mean_std(values[k])
+    for k, v in values.items():
+        mean[k], std[k] = _mean_std(v)
     return Row(label, "method", len(runs), sum(r.diverged for r in runs), mean, std,
                [r.seed for r in runs], [r.path for r in runs], runs[0].method_name in REFERENCE_NAMES,
                values=values, ci={k: bootstrap_ci(v) for k, v in values.items()})

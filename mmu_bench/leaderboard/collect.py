@@ -1,5 +1,6 @@
 """Reading finished run directories: :func:`collect` gives one :class:`RunRecord` per usable
-metrics.json (:func:`_read_run` says why one is not)."""
+metrics.json (:func:`_read_run` says why one is not), :func:`runs_frame` a runs x metrics table of
+them that the aggregation builds on."""
 
 from __future__ import annotations
 
@@ -142,3 +143,19 @@ def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | No
             records.append(rec)
     return records
 
+
+FRAME_INDEX = ("benchmark", "model", "setting", "protocol", "split", "method", "seed")
+_FRAME_FIELDS = ("benchmark", "model", "setting", "protocol", "forget_split", "method", "seed")
+
+
+def runs_frame(records: Iterable[RunRecord], values: Callable[[RunRecord], dict[str, float]] | None = None):
+    """A pandas DataFrame of runs x metrics: one row per record, in the order given, indexed by
+    :data:`FRAME_INDEX` (benchmark, model, setting, protocol, split, method, seed); one column per
+    metric key, sorted; NaN where a run lacks the key. ``values``: a run's metrics (default
+    ``RunRecord.metrics``; the aggregation adds the setting's aggregates)."""
+    import pandas as pd
+
+    records = list(records)
+    rows = [(values or (lambda r: r.metrics))(r) for r in records]
+    index = pd.MultiIndex.from_arrays([[getattr(r, f) for r in records] for f in _FRAME_FIELDS], names=FRAME_INDEX)
+    return pd.DataFrame(rows, index=index, columns=sorted({k for m in rows for k in m}), dtype=float)
