@@ -546,6 +546,17 @@ def test_a_row_that_missed_the_stopping_target_is_not_ranked(tmp_path):
     assert "Not ranked, since some seed missed the stopping rule's target: npo" in g.caption()
 
 
+def test_latex_escape_covers_every_special_character():
+    # TeX's ten special characters, each to its text-mode form; symbols the tables use go to math mode
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    for ch, tex in special.items():
+        assert lb.latex_escape(f"a{ch}b") == f"a{tex}b"
+    assert lb.latex_escape("".join(special)) == "".join(special.values())   # no character escaped twice
+    assert lb.latex_escape("0.2 ± 0.1 ≈ → ↑ ↓") == r"0.2 $\pm$ 0.1 $\approx$ $\to$ $\uparrow$ $\downarrow$"
+    assert lb.latex_escape("ga-cb6a52bb (ref) 1.0 <x>") == "ga-cb6a52bb (ref) 1.0 <x>"
+
+
 def test_runs_frame_is_runs_by_metrics(runs):
     records = lb.collect([runs])
     frame = lb.runs_frame(records)
@@ -557,3 +568,8 @@ def test_runs_frame_is_runs_by_metrics(runs):
     assert {"forget_efficacy", "retention"} <= set(with_agg.columns)
     assert lb.runs_frame([]).empty
 
+
+def test_the_api_names_are_the_functions_not_their_modules(runs):
+    lb.render(lb.aggregate(lb.collect([runs])), "html")   # loads the html module on first use
+    for name in ("collect", "aggregate", "render", "provenance", "plot", "with_aggregates", "add_command"):
+        assert callable(getattr(lb, name)) and getattr(lb, name).__name__ == name
