@@ -544,3 +544,32 @@ def test_a_row_that_missed_the_stopping_target_is_not_ranked(tmp_path):
     assert "stop.reached" in g.keys and g.marks("stop.steps") == {}  # no better direction: never marked
     assert g.best("retain.vqa.mcq.acc") == {"ga"}  # npo keeps more but missed the target in one seed
     assert "Not ranked, since some seed missed the stopping rule's target: npo" in g.caption()
+
+
+def test_latex_escape_covers_every_special_character():
+    # TeX's ten special characters, each to its text-mode form; symbols the tables use go to math mode
+    special = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+               "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    for ch, tex in special.items():
+        assert lb.latex_escape(f"a{ch}b") == f"a{tex}b"
+    assert lb.latex_escape("".join(special)) == "".join(special.values())   # no character escaped twice
+    assert lb.latex_escape("0.2 ± 0.1 ≈ → ↑ ↓") == r"0.2 $\pm$ 0.1 $\approx$ $\to$ $\uparrow$ $\downarrow$"
+    assert lb.latex_escape("ga-cb6a52bb (ref) 1.0 <x>") == "ga-cb6a52bb (ref) 1.0 <x>"
+
+
+def test_runs_frame_is_runs_by_metrics(runs):
+    records = lb.collect([runs])
+    frame = lb.runs_frame(records)
+    assert list(frame.index.names) == list(lb.FRAME_INDEX) == ["benchmark", "model", "setting", "protocol",
+                                                               "split", "method", "seed"]
+    assert len(frame) == 4 and list(frame.columns) == sorted(metrics())
+    assert frame.loc[("synthetic", "tiny-llava", "visual", "static", "forget_10", "ga", 1), "forget.vqa.mcq.acc"] == 0.2
+    with_agg = lb.runs_frame(records, lambda r: lb.with_aggregates(r.metrics, VISUAL))
+    assert {"forget_efficacy", "retention"} <= set(with_agg.columns)
+    assert lb.runs_frame([]).empty
+
+
+def test_the_api_names_are_the_functions_not_their_modules(runs):
+    lb.render(lb.aggregate(lb.collect([runs])), "html")   # loads the html module on first use
+    for name in ("collect", "aggregate", "render", "provenance", "plot", "with_aggregates", "add_command"):
+        assert callable(getattr(lb, name)) and getattr(lb, name).__name__ == name
