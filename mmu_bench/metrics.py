@@ -119,5 +119,15 @@ def direction(key: str, setting: str | None = None) -> str:
     return catalog().direction(key, setting)
 
 
-def column_label(key: str, setting: str | None = None) -> str:
-    return f"{key} {ARROW[direction(key, setting)]}"
+def has_direction(key: str, setting: str | None = None) -> bool:
+    """Whether ``key`` has a better side: False for keys whose specs all declare none (stop.steps,
+    matched.alpha, ...); keys no spec knows count as ↑, like ``direction``."""
+    specs = catalog().matching(key)
+    return not specs or any(s.direction_in(setting) is not None for s in specs)
+
+
+def column_label(key: str, setting: str | None = None, name: str | None = None) -> str:
+    """``name`` (default: the key) and the arrow of its better direction; no arrow for a key
+    without one (an arrow would claim a better side that does not exist)."""
+    name = key if name is None else name
+    return f"{name} {ARROW[direction(key, setting)]}" if has_direction(key, setting) else name

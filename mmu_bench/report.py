@@ -11,13 +11,9 @@ from typing import Sequence
 
 from tabulate import tabulate
 
-from .metrics import ARROW, direction
+from .metrics import ARROW, column_label, direction
 
 __all__ = ["ARROW", "column_label", "protocol_columns", "results_table"]
-
-
-def column_label(key: str, setting: str | None = "visual") -> str:
-    return f"{key} {ARROW[direction(key, setting)]}"
 
 
 def protocol_columns(protocol: str, setting) -> list[str]:

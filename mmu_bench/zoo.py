@@ -78,6 +78,11 @@ class ZooRecipe:
             "suite,official" adds every item again in its benchmark's official evaluation layout
             (mmu_bench/official.py: few-shot letter classification, fill-in-the-blank,
             generation), with a context long enough for the few-shot prompts.
+        context_share: 0 (default) trains on bare questions only; > 0 adds this share of every
+            stage's items again inside a conversation (half after an instruction from
+            ``conversation.TRAIN_INSTRUCTIONS``, half after an earlier turn about another fact of
+            the same subject), so the models answer what they know under a context and the
+            prefix attack, whose instruction is held out, can tell knowing from not knowing.
     """
 
     batch_size: int = 32
@@ -91,6 +96,7 @@ class ZooRecipe:
     lora_alpha: int = 32
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     prompt_styles: str = "suite"
+    context_share: float = 0.0
 
     def fingerprint(self) -> dict:
         """What the zoo key hashes: the LoRA fields only when LoRA is on, so full-weight zoos keep
@@ -100,6 +106,8 @@ class ZooRecipe:
             d = {k: v for k, v in d.items() if not k.startswith("lora_")}
         if self.prompt_styles == "suite":  # likewise: the default zoo keeps its key
             d.pop("prompt_styles")
+        if not self.context_share:
+            d.pop("context_share")
         return d
 
 
@@ -220,7 +228,11 @@ class Zoo:
         if self._processor is None:
             from .official import style_corpus
 
-            tok = build_tokenizer(self.world.corpus() + style_corpus(self.recipe, self.world), self.model_config.vocab_size)
+            from .conversation import TRAIN_INSTRUCTIONS
+
+            extra = list(TRAIN_INSTRUCTIONS) if self.recipe.context_share > 0 else []
+            tok = build_tokenizer(self.world.corpus() + style_corpus(self.recipe, self.world) + extra,
+                                  self.model_config.vocab_size)
             tok.model_max_length = max(tok.model_max_length, self.model_config.max_positions)
             self._processor = build_processor(tok, self.model_config)
         return self._processor
@@ -258,8 +270,16 @@ class Zoo:
         steps = r.base_steps if name == "base" else r.finetune_steps
         from .official import styled_encode
 
-        enc_data = styled_encode(r, self.world, adapter, data)  # adapter.encode(data) for the default style
-        sources = [(enc_data, 1.0 - r.replay_share)] + ([(styled_encode(r, self.world, adapter, replay), r.replay_share)] if replay else [])
+        if r.context_share > 0:  # the same items again inside conversations (mmu_bench/conversation.py)
+            from .conversation import context_items, conversation_adapter
+
+            data = data + context_items(data, r.context_share, r.seed)
+            replay = replay + context_items(replay, r.context_share, r.seed + 1)
+            enc_adapter = conversation_adapter(adapter)
+        else:
+            enc_adapter = adapter
+        enc_data = styled_encode(r, self.world, enc_adapter, data)  # adapter.encode(data) for the default style
+        sources = [(enc_data, 1.0 - r.replay_share)] + ([(styled_encode(r, self.world, enc_adapter, replay), r.replay_share)] if replay else [])
         sampler = MixtureSampler(sources, r.batch_size, seed=r.seed)
         plain = None
         if r.lora_rank > 0 and name != "base":  # adapters on the LLM; everything else frozen

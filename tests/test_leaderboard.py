@@ -544,6 +544,10 @@ def test_a_row_that_missed_the_stopping_target_is_not_ranked(tmp_path):
     assert "stop.reached" in g.keys and g.marks("stop.steps") == {}  # no better direction: never marked
     assert g.best("retain.vqa.mcq.acc") == {"ga"}  # npo keeps more but missed the target in one seed
     assert "Not ranked, since some seed missed the stopping rule's target: npo" in g.caption()
+    # and no arrow claims a better side for it, in any format
+    md, tex = lb.render([g], "md"), lb.render([g], "latex")
+    assert "| stop.steps " in md and "stop.steps ↑" not in md and "retain.vqa.mcq.acc ↑" in md
+    assert r"stop.steps $\uparrow$" not in tex and r"stop\_steps $\uparrow$" not in tex
 
 
 def test_latex_escape_covers_every_special_character():

@@ -10,44 +10,19 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from ..conversation import NEXT_FACT, conversation_adapter, with_turn
 from ..tasks.synthetic.world import MEMORY_PREFIX  # in the synthetic world's tokenizer corpus
 from .base import Attack, AttackContext, mcq_acc
-
-_SEP = "\x1f"  # joins (earlier question, earlier answer, question) into one prompt key
-NEXT_FACT = {"name": "home", "home": "job", "job": "food", "food": "hobby", "hobby": "home"}
-
-
-def conversation_adapter(adapter):
-    """A shallow copy of ``adapter`` whose prompts may carry an earlier turn: a question
-    ``q1 SEP a1 SEP q2`` becomes [user(image, q1), assistant(a1), user(q2)]."""
-    conv = copy.copy(adapter)
-    conv._prompt_cache = {}
-    plain = adapter.prompt_text
-
-    def prompt_text(question: str, has_image: bool) -> str:
-        if _SEP not in question:
-            return plain(question, has_image)
-        q1, a1, q2 = question.split(_SEP)
-        first = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": q1}]
-        messages = [{"role": "user", "content": first},
-                    {"role": "assistant", "content": [{"type": "text", "text": a1}]},
-                    {"role": "user", "content": [{"type": "text", "text": q2}]}]
-        return adapter.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-    conv.prompt_text = prompt_text
-    return conv
 
 
 def with_earlier_turn(items: list[dict], by_fact: dict[tuple[str, str], dict]) -> list[dict]:
     out = []
     for it in items:
         prev = by_fact.get((it["entity_id"], it["modality"], it.get("render"), NEXT_FACT[it["fact"]]))
-        if prev is None:
-            continue
-        out.append(dict(it, id=f"{it['id']}.turn", question=_SEP.join([prev["question"], prev["answer"], it["question"]])))
+        if prev is not None:
+            out.append(with_turn(it, prev))
     return out
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import MMUError
-from ..metrics import ARROW, catalog
+from ..metrics import catalog, has_direction
+from ..metrics import column_label as metric_label
 from ..report import protocol_columns
 from ..settings import Setting, get_setting
 from .collect import RunRecord, runs_frame
@@ -50,10 +51,8 @@ def with_aggregates(metrics: dict[str, float], setting: Setting) -> dict[str, fl
 
 
 def _ranked_key(key: str, setting: str | None) -> bool:
-    """Whether a column has a better direction: False for keys whose specs all declare none
-    (stop.steps, matched.alpha, ...); keys no spec knows rank as ↑, as before."""
-    specs = catalog().matching(key)
-    return not specs or any(s.direction_in(setting) is not None for s in specs)
+    """Whether a column has a better direction (marks are only drawn where it has)."""
+    return has_direction(key, setting)
 
 
 def direction(key: str, setting: str | None = "visual") -> str:
@@ -66,7 +65,7 @@ def column_name(key: str) -> str:
 
 
 def column_label(key: str, setting: str | None = "visual") -> str:
-    return f"{column_name(key)} {ARROW[direction(key, setting)]}"
+    return metric_label(key, setting, column_name(key))
 
 
 # ----------------------------------------------------------------------------- rows and tables

@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from tabulate import tabulate
 
 from ..errors import MMUError
+from ..metrics import has_direction
 from .aggregate import Group, Row, column_label, column_name, direction
 
 FORMATS = ("md", "latex", "csv", "html")
@@ -75,7 +76,8 @@ def _render_md(g: Group) -> str:
 
 
 def _render_latex(g: Group) -> str:
-    headers = ["method", "$n$"] + [f"{latex_escape(column_name(k))} {_LATEX_ARROW[direction(k, g.setting_name)]}"
+    headers = ["method", "$n$"] + [latex_escape(column_name(k)) + (f" {_LATEX_ARROW[direction(k, g.setting_name)]}"
+                                                                   if has_direction(k, g.setting_name) else "")
                                    for k in g.keys]
     body = _body(g, " ± ", lambda s: rf"\textbf{{{s}}}", latex_escape)
     n_ref = sum(r.kind == "reference" for r in g.rows)
