@@ -9,7 +9,7 @@ METHODS=cvf,ga,ga_diff,kl_min,npo,simnpo,idkdpo,rmu,mmunlearner
 step mmu-bench sweep --spec leaderboard/sweep.yaml --jobs 2      # default hyper-parameters, fixed steps, both settings
 step mmu-bench sweep --spec leaderboard/attacks.yaml --jobs 2    # robustness: every method x every attack
 step mmu-bench sweep --spec leaderboard/matched.yaml --jobs 2    # one stopping rule for all, plus CVF's ablations
-step mmu-bench tune --method "$METHODS" --trials 8 --out leaderboard/tuning  # the same budget for every method
+step mmu-bench tune --method "$METHODS" --trials 8 --jobs 2 --out leaderboard/tuning  # the same budget for every method (two methods at a time)
 step mmu-bench sweep --spec leaderboard/tuned.yaml --jobs 2      # the tuned rows under the same rule
 step mmu-bench leaderboard runs-leaderboard --tuning leaderboard/tuning \
     --title "mmu-bench leaderboard: built-in synthetic benchmark" \

@@ -347,17 +347,21 @@ def _read_hyper_file(path: str) -> dict:
 
 def cmd_tune(args) -> int:
     from .config import parse_pairs
+    from .plugins import get_registry
+    from .settings import check_method_setting
     from .stopping import StopRule
-    from .tuning import tune
+    from .tuning import tune_many
 
     stop = StopRule.parse(args.stop_at) if args.stop_at else StopRule()
     bench = {"world_size": args.size, "world_seed": args.world_seed, "cache_dir": args.cache_dir,
              "zoo": parse_pairs(args.zoo_set, "zoo recipe"), "zoo_weights": args.zoo_weights,
              "progress": not args.quiet}
     methods = _csv(args.method)
-    for m in methods:
-        r = tune(m, args.setting, args.trials, args.seed, stop, args.out, args.forget_split, bench,
-                 progress=not args.quiet)
+    for m in methods:  # every name and the setting checked before any trial runs
+        check_method_setting(get_registry().get("methods", m), get_registry().get("settings", args.setting))
+    results = tune_many(methods, args.jobs, setting=args.setting, trials=args.trials, seed=args.seed, stop=stop,
+                        out=args.out, split=args.forget_split, benchmark_kwargs=bench, progress=not args.quiet)
+    for m, r in zip(methods, results):
         b = r.best
         print(f"{m} ({args.setting}): best of {len(r.trials)} trials #{b['number']} {b['params']} -> retain "
               f"validation acc {b.get('retain_val_acc')}, forget validation acc {b.get('forget_val_acc')} "
@@ -498,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", required=True, help="method name, or a comma-separated list")
     t.add_argument("--setting", default="visual")
     t.add_argument("--trials", type=int, default=8, help="trials per method (the same for every method: the budget)")
+    t.add_argument("--jobs", type=int, default=1, help="methods tuned at once in worker processes (2 on 2 cores); "
+                   "each method's trials stay sequential, so the choices equal a serial run's")
     t.add_argument("--seed", type=_nonneg_int, default=0, help="the sampler's and the trials' seed")
     t.add_argument("--forget-split", type=_forget_split, default="forget_10")
     t.add_argument("--out", default="tuning", help="output folder (default tuning/)")

@@ -240,6 +240,39 @@ def tune(method: str, setting: str = "visual", trials: int = 8, seed: int = 0, s
     return TuneResult(method, setting, best, rows, config_path, trials_path)
 
 
+def tune_many(methods: Sequence[str], jobs: int = 1, log=print, **kwargs: Any) -> list[TuneResult]:
+    """``tune`` for each method, in ``jobs`` worker processes (one study per method: a study's
+    trials stay sequential, so the results are those of a serial run). ``kwargs`` go to ``tune``."""
+    if jobs < 1:
+        raise MMUError(f"tune: --jobs must be at least 1, got {jobs}")
+    if jobs == 1 or len(methods) == 1:
+        return [tune(m, **kwargs) for m in methods]
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .sweep import _init_worker
+
+    # the world, the zoo and its reference rows are built once here, not raced for by the workers
+    _benchmark(kwargs.get("benchmark_kwargs") or {}, _setting(kwargs.get("setting", "visual")),
+               kwargs.get("split", "forget_10"))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(tune, m, **(kwargs | {"progress": False})) for m in methods]
+        out = []
+        for m, f in zip(methods, futures):
+            out.append(f.result())
+            log(f"tune: {m} done")
+        return out
+
+
+def _setting(name: str):
+    from .plugins import get_registry
+
+    return get_registry().get("settings", name)
+
+
 def _check_same_search(study, space: dict, stop: StopRule, seed: int) -> None:
     """A resumed study must be the same search (space, rule, seed), else its trials mean other things."""
     old = study.user_attrs

@@ -131,6 +131,13 @@ def test_tune_is_seeded_resumable_and_scores_validation_only(small_zoo, cache_di
              progress=False)
     with pytest.raises(MMUError, match="declares no search space"):
         tune("finetuned", "visual", trials=1, out=tmp_path / "c", benchmark_kwargs=bench)
+    # two methods in two worker processes choose what a serial run chooses
+    from mmu_bench.tuning import tune_many
+
+    ga, npo = tune_many(["ga", "npo"], jobs=2, setting="visual", trials=2, seed=0, stop=rule, out=tmp_path / "d",
+                        benchmark_kwargs=bench, log=lambda m: None)
+    assert (ga.method, npo.method) == ("ga", "npo")
+    assert [t["value"] for t in ga.trials] == [t["value"] for t in first.trials]
 
 
 def test_matched_retention_interpolates_on_validation_and_leaves_the_model_as_it_was(bench):
