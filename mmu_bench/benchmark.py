@@ -2,10 +2,11 @@
 
 :class:`WorldBenchmark` is everything a protocol needs from a benchmark -- the forget request,
 retain and validation items, the evaluation tasks, the zoo's models and their reference
-metrics -- written once over the *World surface* (``forget_splits``, ``forget_ids``,
-``retain_split``, ``split_items``, ``split_entities``, ``validation_items``, ``corpus``,
-``config.fingerprint()``). The built-in synthetic benchmark and the MLLMU-Bench / CLEAR loaders
-differ only in how they make their world.
+metrics -- written once over the *World surface* (:class:`mmu_bench.surfaces.WorldSurface`:
+``forget_splits``, ``forget_ids``, ``retain_split``, ``split_items``, ``split_entities``,
+``validation_items``, ``corpus``, ``config.fingerprint()``) and implementing the Benchmark
+surface (:class:`mmu_bench.surfaces.BenchmarkSurface`). The built-in synthetic benchmark and
+the MLLMU-Bench / CLEAR loaders differ only in how they make their world.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from .cache import write_json_atomic
 from .errors import MMUError
 from .method import UnlearnRequest
+from .surfaces import Item, WordingWorld, WorldSurface
 
 TINY_MODEL = "tiny-llava"
 
@@ -47,7 +49,9 @@ class WorldBenchmark:
                        cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
                        gradient_checkpointing=gradient_checkpointing, weights=zoo_weights)
 
-    def make_world(self, **world_args: Any):
+    world: WorldSurface
+
+    def make_world(self, **world_args: Any) -> WorldSurface:
         raise NotImplementedError
 
     @property
@@ -72,11 +76,11 @@ class WorldBenchmark:
         return UnlearnRequest(forget=setting.forget_items(self.world.split_items(split)),
                               forget_entities=list(self.world.forget_ids[split]), setting=setting.name)
 
-    def retain_items(self, split: str) -> list[dict]:
+    def retain_items(self, split: str) -> list[Item]:
         self.check_split(split)
         return self.world.split_items(self.world.retain_split(split))
 
-    def validation(self, split: str) -> dict[str, list[dict]]:
+    def validation(self, split: str) -> dict[str, list[Item]]:
         """Held-out items for stopping rules, never reported: fresh renderings of every forget
         entity (``forget``) and of up to 20 retain entities (``retain``); where the world has other
         trained wordings, the forget entities' text mcq questions in them (``forget_text``, what
@@ -86,14 +90,14 @@ class WorldBenchmark:
         retain = list(self.world.split_entities(self.world.retain_split(split)))[:20]
         out = {"forget": self.world.validation_items(forget, renders=2),
                "retain": self.world.validation_items(retain, renders=1)}
-        if hasattr(self.world, "wording_items"):
+        if isinstance(self.world, WordingWorld):
             keep = set(forget)
             qa = [it for it in self.world.split_items(split) if it["modality"] == "qa" and it["kind"] == "mcq"
                   and it["entity_id"] in keep]
             out["forget_text"] = self.world.wording_items(qa, "train")
         return out
 
-    def tasks(self, split: str) -> dict[str, list[dict]]:
+    def tasks(self, split: str) -> dict[str, list[Item]]:
         from .tasks.synthetic.benchmark import eval_tasks
 
         self.check_split(split)

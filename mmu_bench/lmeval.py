@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .errors import MMUError, unknown_name
+from .surfaces import WorldSurface
 
 TASK_PREFIX = "mmu_synthetic"
 SPEC_PREFIX = "lmeval:"
@@ -212,22 +213,13 @@ def _task_yaml(task: str, data_file: Path, kind: str, eos: str, max_gen_toks: in
     return "\n".join(lines)
 
 
-def world_splits(world) -> list[str]:
+def world_splits(world: WorldSurface) -> list[str]:
     """The splits of a world exported by default: forget and retain splits, then ``real``."""
-    forget = getattr(world, "forget_splits", None)
-    if not forget or not hasattr(world, "retain_split"):
+    forget = tuple(world.forget_splits)
+    if not forget:
         return list(DEFAULT_SPLITS)
     names = list(forget) + [world.retain_split(f) for f in forget]
-    return names + (["real"] if "real" in _split_names(world) else [])
-
-
-def _split_names(world) -> tuple[str, ...]:
-    names = getattr(world, "split_names", None)
-    if names is None:
-        from .tasks.synthetic.world import SPLIT_NAMES
-
-        names = SPLIT_NAMES
-    return tuple(names)
+    return names + (["real"] if "real" in world.split_names else [])
 
 
 def world_task_prefix(world) -> str:
@@ -237,9 +229,9 @@ def world_task_prefix(world) -> str:
 
 
 def _item_splits(items, splits: Sequence[str] | None) -> dict[str, list[dict]]:
-    if hasattr(items, "split_items"):  # a World
+    if isinstance(items, WorldSurface):
         chosen = list(splits) if splits is not None else world_splits(items)
-        known = _split_names(items)
+        known = tuple(items.split_names)
         for s in chosen:
             if s not in known:
                 raise unknown_name("split", s, known)
@@ -478,10 +470,10 @@ def parse_spec(spec: str) -> list[str]:
     return names
 
 
-def _requested_splits(world, prefix: str, names: Sequence[str]) -> list[str]:
+def _requested_splits(world: WorldSurface, prefix: str, names: Sequence[str]) -> list[str]:
     """The world splits the requested task names need (all default ones for the group name, or
     when no name parses, so an unknown-task error can still suggest the closest)."""
-    known = _split_names(world)
+    known = tuple(world.split_names)
     splits: list[str] = []
     for name in names:
         rest = name[len(prefix) + 1:]
@@ -494,7 +486,7 @@ def _requested_splits(world, prefix: str, names: Sequence[str]) -> list[str]:
     return splits
 
 
-def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[str] | None = None, *,
+def lmeval_utility(adapter, spec: str, world: WorldSurface | None = None, workdir: str | os.PathLike[str] | None = None, *,
                    limit: int | float | None = None, batch_size: int = 16,
                    include_path=None, max_gen_toks: int = MAX_GEN_TOKS) -> dict[str, float]:
     """The ``--utility lmeval:<task,...>`` option: run the named lm-eval tasks on ``adapter``.

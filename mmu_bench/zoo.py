@@ -36,6 +36,7 @@ from .adapter import LlavaAdapter, pick_device
 from .cache import build_entry, cache_root, entry_problem
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
+from .surfaces import Item, WordingWorld, WorldSurface
 from .tasks.synthetic.world import FORGET_PERCENTS, World, WorldConfig
 from .tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
 
@@ -110,7 +111,7 @@ def model_label(name: str, split: str | None) -> str:
 class Zoo:
     """Builds on demand, caches and loads the zoo models of one world."""
 
-    def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | str | None = None,
+    def __init__(self, world: WorldConfig | WorldSurface | None = None, model: TinyLlavaConfig | str | None = None,
                  recipe: ZooRecipe | None = None, cache_dir: str | Path | None = None,
                  progress: bool = True, device: str | None = None, dtype: str | None = None,
                  gradient_checkpointing: bool = False, weights: str = "pinned"):
@@ -119,7 +120,7 @@ class Zoo:
         # same checkpoints for every user); "local" trains the zoo from its recipe into the cache.
         if weights not in WEIGHTS:
             raise MMUError(f"zoo weights {weights!r} unknown; expected one of {', '.join(WEIGHTS)}")
-        self.world = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
+        self.world: WorldSurface = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
         # ``model``: the tiny LLaVA's config, or "hf:<hub id or folder>" (a pretrained base).
         self.source = model if isinstance(model, str) else None
         if self.source is not None and not self.source.startswith("hf:"):
@@ -225,7 +226,7 @@ class Zoo:
             self._processor = build_processor(tok, self.model_config)
         return self._processor
 
-    def _training_items(self, name: str, split: str | None) -> tuple[list[dict], list[dict]]:
+    def _training_items(self, name: str, split: str | None) -> tuple[list[Item], list[Item]]:
         """(new data, replay data) for a model."""
         w = self.world
         base_data = _balance(_with_wordings(w, w.split_items("utility") + w.split_items("real")),
@@ -333,14 +334,13 @@ def source_fingerprint(source: str) -> dict:
     return {"hf_folder": hashlib.sha256(json.dumps([(folder / "config.json").read_text(), files]).encode()).hexdigest()[:16]}
 
 
-def _with_wordings(world, items: list[dict]) -> list[dict]:
+def _with_wordings(world: WorldSurface, items: list[Item]) -> list[Item]:
     """``items`` plus the world's trained-on other wordings of them (synthetic world v4+), so
     models answer a question however it is worded; the held-out wordings stay unseen."""
-    extra = getattr(world, "wording_items", None)
-    return items + extra(items, "train") if extra is not None else items
+    return items + world.wording_items(items, "train") if isinstance(world, WordingWorld) else items
 
 
-def _balance(items: list[dict], copies: int) -> list[dict]:
+def _balance(items: list[Item], copies: int) -> list[Item]:
     """vqa items exist once per rendering, qa items once: repeat qa so both are seen equally."""
     vqa = [it for it in items if it["modality"] == "vqa"]
     qa = [it for it in items if it["modality"] == "qa"]
