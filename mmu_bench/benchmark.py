@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from collections.abc import Sequence
 from typing import Any
 
 from .cache import write_json_atomic
@@ -22,6 +23,27 @@ from .method import UnlearnRequest
 from .surfaces import Item, WordingWorld, WorldSurface
 
 TINY_MODEL = "tiny-llava"
+#: The evaluation roles of a forget split (the keys of :func:`eval_tasks`).
+EVAL_SPLITS = ("forget", "retain", "test", "holdout", "real", "utility")
+
+
+def eval_tasks(world: WorldSurface, forget_split: str = "forget_10",
+               splits: Sequence[str] = EVAL_SPLITS) -> dict[str, list[Item]]:
+    """{role: items}: forget / retain (train renderings), test (forget entities in unseen
+    renderings), holdout, real, utility, written over the World surface (the synthetic World or
+    a real benchmark's DataWorld)."""
+    forget_ids = set(world.forget_ids[forget_split])
+    out = {}
+    for role in splits:
+        if role == "forget":
+            out[role] = world.split_items(forget_split)
+        elif role == "retain":
+            out[role] = world.split_items(world.retain_split(forget_split))
+        elif role == "test":
+            out[role] = [it for it in world.split_items("test") if it["entity_id"] in forget_ids]
+        else:
+            out[role] = world.split_items(role)
+    return out
 
 
 class WorldBenchmark:
@@ -98,8 +120,6 @@ class WorldBenchmark:
         return out
 
     def tasks(self, split: str) -> dict[str, list[Item]]:
-        from .tasks.synthetic.benchmark import eval_tasks
-
         self.check_split(split)
         return eval_tasks(self.world, split)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..tasks.synthetic.world import MEMORY_PREFIX  # in the synthetic world's tokenizer corpus
+from ..refusals import MEMORY_PREFIX  # the synthetic world puts it in its tokenizer corpus
 from .base import Attack, AttackContext, mcq_acc
 
 _SEP = "\x1f"  # joins (earlier question, earlier answer, question) into one prompt key
