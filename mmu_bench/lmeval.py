@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cache import write_text_atomic
 from .errors import MMUError, unknown_name
 from .surfaces import WorldSurface
 
@@ -296,20 +297,6 @@ def _render_export(items, task_prefix: str, adapter, splits, kinds,
     return tasks, files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a sibling temporary file and rename: concurrent runs exporting the same tasks
-    never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
 
 def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: str | None = None,
                         adapter=None, splits: Sequence[str] | None = None,
@@ -335,7 +322,7 @@ def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: 
     tasks, files = _render_export(items, prefix, adapter, splits, kinds, max_gen_toks)
     out = Path(out_dir).expanduser().resolve()
     for rel, text in files(out).items():
-        _write_atomic(out / rel, text)
+        write_text_atomic(out / rel, text)  # concurrent exports never see a half-written file
     return tasks
 
 
@@ -517,7 +504,7 @@ def lmeval_utility(adapter, spec: str, world: WorldSurface | None = None, workdi
                 key = hashlib.sha256(json.dumps(files(Path("/OUT")), sort_keys=True).encode()).hexdigest()[:12]
                 task_dir = Path(workdir).expanduser().resolve() / "lmeval_tasks" / f"{prefix}-{key}"
             for rel, text in files(task_dir).items():
-                _write_atomic(task_dir / rel, text)
+                write_text_atomic(task_dir / rel, text)
             paths.append(task_dir)
         # Only the world's own names asked for: a typo among them need not index lm-eval's tasks.
         return run_lmeval(adapter, tasks, include_path=paths or None, limit=limit, batch_size=batch_size,

@@ -354,7 +354,7 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
     import platform
     import shutil
 
-    from .cache import write_json_atomic
+    from .cache import atomic_dir, write_json_atomic
     from .sweep import hardware
 
     if zoo.source is not None or zoo.pinned is not None:
@@ -362,31 +362,25 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
     splits = tuple(splits or zoo.world.forget_splits)
     entries = [("base", None), ("finetuned", None)] + [(n, s) for s in splits for n in ("retrain", "retrain_visual")]
     dest = (dest or PINNED_DIR) / zoo.key
-    tmp = dest.parent / f".tmp-{dest.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    models = {}
-    for name, split in entries:
-        src = zoo.path(name, split)
-        shutil.copytree(src, tmp / zoo.dir_name(name, split))
-        models[zoo.dir_name(name, split)] = json.loads((Path(src) / "mmu_manifest.json").read_text())
-    hw = hardware()
-    manifest = {
-        "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
-        "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
-        "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
-        "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "torch_threads": ZOO_CPU_THREADS, "platform": platform.platform(),
-                       "python": platform.python_version(), "torch": torch.__version__},
-        "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),
-                        "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
-    }
-    write_json_atomic(tmp / PINNED_MANIFEST, manifest)
-    (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    with atomic_dir(dest, what="pinned zoo") as tmp:
+        models = {}
+        for name, split in entries:
+            src = zoo.path(name, split)
+            shutil.copytree(src, tmp / zoo.dir_name(name, split))
+            models[zoo.dir_name(name, split)] = json.loads((Path(src) / "mmu_manifest.json").read_text())
+        hw = hardware()
+        manifest = {
+            "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
+            "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
+            "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
+            "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "torch_threads": ZOO_CPU_THREADS, "platform": platform.platform(),
+                           "python": platform.python_version(), "torch": torch.__version__},
+            "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),
+                            "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
+        }
+        write_json_atomic(tmp / PINNED_MANIFEST, manifest)
+        (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
     return dest
 
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from mmu_bench.errors import MMUError
+from mmu_bench.cache import atomic_dir
 
-from ..synthetic.mllmu_export import _move_into_place
 from ..synthetic.world import World
 from .reader import CONFIGS, config_kind
 
@@ -196,25 +193,13 @@ def write_clear_fixture(world: World, out_dir: str | os.PathLike[str], *, overwr
     unless ``overwrite``. See the module doc for how the world fills each config.
     """
     out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise MMUError(f"CLEAR fixture target {out} exists and is not a directory")
-        if any(out.iterdir()) and not overwrite:
-            raise MMUError(f"CLEAR fixture target {out} exists and is not empty; remove it or pass overwrite=True")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     writer = _Writer(world, tofu_perturbed, n_real_world)
     configs = ["data", *CONFIGS]
-    try:
-        os.chmod(tmp, 0o755)
+    with atomic_dir(out, overwrite=overwrite, what="CLEAR fixture target") as tmp:
         for config in configs:
             rows = writer.rows("full" if config == "data" else config)
             schema = _features(config_kind(config), tofu_perturbed).arrow_schema
             (tmp / config).mkdir()
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / config / SHARD_NAME)
         (tmp / "README.md").write_text(_readme(world, configs), encoding="utf-8")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from mmu_bench.cache import atomic_dir
 from mmu_bench.errors import MMUError
 
 from .world import World
@@ -190,16 +189,7 @@ def export_mllmu(world: World, out_dir: str | os.PathLike[str], *, overwrite: bo
     leaves a half-written dataset. Refuses a non-empty ``out_dir`` unless ``overwrite``.
     """
     out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise MMUError(f"MLLMU export target {out} exists and is not a directory")
-        if any(out.iterdir()) and not overwrite:
-            raise MMUError(f"MLLMU export target {out} exists and is not empty; "
-                           f"remove it or pass overwrite=True")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with atomic_dir(out, overwrite=overwrite, what="MLLMU export target") as tmp:
         for config, split in CONFIGS.items():
             test = config == TEST_CONFIG
             rows = [_row(world, eid, test) for eid in world.split_entities(split)]
@@ -207,26 +197,7 @@ def export_mllmu(world: World, out_dir: str | os.PathLike[str], *, overwrite: bo
             table = pa.Table.from_pylist(rows, schema=_schema(test))
             pq.write_table(table, tmp / config / SHARD_NAME)
         (tmp / "README.md").write_text(_readme(world), encoding="utf-8")
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and restored on failure."""
-    if not out.exists() or not any(out.iterdir()):
-        os.replace(tmp, out)  # POSIX: atomically replaces a missing or empty directory
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- read
