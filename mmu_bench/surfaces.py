@@ -104,6 +104,12 @@ class WordingWorld(Protocol):
     def wording_items(self, items: list[Item], which: str = "heldout") -> list[Item]: ...
 
 
+def surface_gaps(obj: object, surface: type) -> list[str]:
+    """The attributes of ``surface`` (a Protocol class here) that ``obj`` lacks, for error messages."""
+    names = [n for n in vars(surface) if not n.startswith("_")] + list(getattr(surface, "__annotations__", {}))
+    return sorted({n for n in names if not hasattr(obj, n)})
+
+
 class BenchmarkSurface(Protocol):
     """What a protocol, a run and the attacks call on a benchmark."""
 

@@ -1,5 +1,5 @@
-"""The model zoo of the synthetic benchmark: base, finetuned, and per forget split the retrain
-oracle and the retrain_visual oracle.
+"""The model zoo of a benchmark's world (by default the built-in synthetic world): base, finetuned,
+and per forget split the retrain oracle and the retrain_visual oracle.
 
 - ``base``: from random init; learns the utility pictures (shape / colour / pattern / accessory /
   backdrop) and the public figures (``real``), vqa and qa.
@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -36,18 +37,37 @@ from .adapter import LlavaAdapter, pick_device
 from .cache import build_entry, cache_root, entry_problem
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
-from .surfaces import Item, WordingWorld, WorldSurface
-from .tasks.synthetic.world import FORGET_PERCENTS, World, WorldConfig
+from .surfaces import Item, WordingWorld, WorldSurface, surface_gaps
 from .tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .tasks.synthetic.world import WorldConfig
 
 ZOO_VERSION = 1
 MODEL_NAMES = ("base", "finetuned", "retrain", "retrain_visual")
-FORGET_SPLITS = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
 # The canonical zoo of the built-in benchmark ships with the package (docs/zoo.md, "Pinned zoo"):
 # <PINNED_DIR>/<zoo key>/MANIFEST.json + one save_pretrained folder per model.
 PINNED_DIR = Path(__file__).resolve().parent / "zoo_pinned"
 PINNED_MANIFEST = "MANIFEST.json"
 WEIGHTS = ("pinned", "local")
+
+
+def builtin_world(config: WorldConfig | None = None, **fields: Any) -> WorldSurface:
+    """The built-in benchmark's drawn world: of ``config`` (a synthetic ``WorldConfig``), else of
+    ``WorldConfig(**fields)`` (e.g. ``size=20``). What ``Zoo()`` / ``Zoo(WorldConfig(...))`` and
+    the tiny model families' default tokenizer corpus start from."""
+    # The core's one import of the synthetic plugin: these documented short forms of the Python
+    # API name the built-in world by its config, so drawing it from that config is theirs. Every
+    # other world (a DataWorld, a plugin's) is made by its benchmark and handed in as an object.
+    from .tasks.synthetic.world import World, WorldConfig
+
+    if config is None:
+        config = WorldConfig(**fields)
+    if not isinstance(config, WorldConfig):
+        raise MMUError(f"expected a world with the World surface (mmu_bench.surfaces.WorldSurface; "
+                       f"{type(config).__name__} lacks {', '.join(surface_gaps(config, WorldSurface))}) "
+                       f"or a WorldConfig of the built-in world")
+    return World(config)
 
 
 def pinned_root(key: str) -> Path | None:
@@ -120,7 +140,7 @@ class Zoo:
         # same checkpoints for every user); "local" trains the zoo from its recipe into the cache.
         if weights not in WEIGHTS:
             raise MMUError(f"zoo weights {weights!r} unknown; expected one of {', '.join(WEIGHTS)}")
-        self.world: WorldSurface = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
+        self.world: WorldSurface = world if isinstance(world, WorldSurface) else builtin_world(world)
         # ``model``: the tiny LLaVA's config, or "hf:<hub id or folder>" (a pretrained base).
         self.source = model if isinstance(model, str) else None
         if self.source is not None and not self.source.startswith("hf:"):
