@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from .cache import write_json_atomic
@@ -56,6 +56,7 @@ class WorldBenchmark:
     models: tuple[str, ...] = (TINY_MODEL, "hf:<id or folder>")
     #: the unlearning setting (mmu_bench/settings.py) a run sets: it decides what request() hands out
     setting = None
+    world: WorldSurface  # made by make_world
 
     def __init__(self, *, model: str = TINY_MODEL, cache_dir=None, progress: bool = True,
                  device: str | None = None, dtype: str | None = None, recipe=None,
@@ -70,8 +71,6 @@ class WorldBenchmark:
         self.zoo = Zoo(self.world, model=None if model == TINY_MODEL else model, recipe=recipe,
                        cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
                        gradient_checkpointing=gradient_checkpointing, weights=zoo_weights)
-
-    world: WorldSurface
 
     def make_world(self, **world_args: Any) -> WorldSurface:
         raise NotImplementedError

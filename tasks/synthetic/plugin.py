@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from mmu_bench.benchmark import TINY_MODEL, WorldBenchmark
 from mmu_bench.errors import MMUError
 from mmu_bench.hookspecs import hookimpl
 
-from .world import FORGET_PERCENTS, WorldConfig
-
-if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from .world import World
+from .world import FORGET_PERCENTS, World, WorldConfig
 
 FORGET_SPLITS = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
 
@@ -45,8 +41,6 @@ class SyntheticBenchmark(WorldBenchmark):
     @staticmethod
     def draw_world(size: int = 100, seed: int = 0) -> World:
         """The world of this size and seed (an MMUError says why one cannot be drawn)."""
-        from .world import World
-
         try:
             return World(WorldConfig(size=size, seed=seed).resolved())
         except ValueError as e:
