@@ -2,24 +2,48 @@
 
 :class:`WorldBenchmark` is everything a protocol needs from a benchmark -- the forget request,
 retain and validation items, the evaluation tasks, the zoo's models and their reference
-metrics -- written once over the *World surface* (``forget_splits``, ``forget_ids``,
-``retain_split``, ``split_items``, ``split_entities``, ``validation_items``, ``corpus``,
-``config.fingerprint()``). The built-in synthetic benchmark and the MLLMU-Bench / CLEAR loaders
-differ only in how they make their world.
+metrics -- written once over the *World surface* (:class:`mmu_bench.surfaces.WorldSurface`:
+``forget_splits``, ``forget_ids``, ``retain_split``, ``split_items``, ``split_entities``,
+``validation_items``, ``corpus``, ``config.fingerprint()``) and implementing the Benchmark
+surface (:class:`mmu_bench.surfaces.BenchmarkSurface`). The built-in synthetic benchmark and
+the MLLMU-Bench / CLEAR loaders differ only in how they make their world.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from .cache import write_json_atomic
 from .errors import MMUError
 from .method import UnlearnRequest
+from .surfaces import Item, WordingWorld, WorldSurface
 
 TINY_MODEL = "tiny-llava"
+#: The evaluation roles of a forget split (the keys of :func:`eval_tasks`).
+EVAL_SPLITS = ("forget", "retain", "test", "holdout", "real", "utility")
+
+
+def eval_tasks(world: WorldSurface, forget_split: str = "forget_10",
+               splits: Sequence[str] = EVAL_SPLITS) -> dict[str, list[Item]]:
+    """{role: items}: forget / retain (train renderings), test (forget entities in unseen
+    renderings), holdout, real, utility, written over the World surface (the synthetic World or
+    a real benchmark's DataWorld)."""
+    forget_ids = set(world.forget_ids[forget_split])
+    out = {}
+    for role in splits:
+        if role == "forget":
+            out[role] = world.split_items(forget_split)
+        elif role == "retain":
+            out[role] = world.split_items(world.retain_split(forget_split))
+        elif role == "test":
+            out[role] = [it for it in world.split_items("test") if it["entity_id"] in forget_ids]
+        else:
+            out[role] = world.split_items(role)
+    return out
 
 
 class WorldBenchmark:
@@ -32,6 +56,7 @@ class WorldBenchmark:
     models: tuple[str, ...] = (TINY_MODEL, "hf:<id or folder>")
     #: the unlearning setting (mmu_bench/settings.py) a run sets: it decides what request() hands out
     setting = None
+    world: WorldSurface  # made by make_world
 
     def __init__(self, *, model: str = TINY_MODEL, cache_dir=None, progress: bool = True,
                  device: str | None = None, dtype: str | None = None, recipe=None,
@@ -47,7 +72,7 @@ class WorldBenchmark:
                        cache_dir=cache_dir, progress=progress, device=device, dtype=dtype,
                        gradient_checkpointing=gradient_checkpointing, weights=zoo_weights)
 
-    def make_world(self, **world_args: Any):
+    def make_world(self, **world_args: Any) -> WorldSurface:
         raise NotImplementedError
 
     @property
@@ -72,11 +97,11 @@ class WorldBenchmark:
         return UnlearnRequest(forget=setting.forget_items(self.world.split_items(split)),
                               forget_entities=list(self.world.forget_ids[split]), setting=setting.name)
 
-    def retain_items(self, split: str) -> list[dict]:
+    def retain_items(self, split: str) -> list[Item]:
         self.check_split(split)
         return self.world.split_items(self.world.retain_split(split))
 
-    def validation(self, split: str) -> dict[str, list[dict]]:
+    def validation(self, split: str) -> dict[str, list[Item]]:
         """Held-out items for stopping rules, never reported: fresh renderings of every forget
         entity (``forget``) and of up to 20 retain entities (``retain``); where the world has other
         trained wordings, the forget entities' text mcq questions in them (``forget_text``, what
@@ -86,16 +111,14 @@ class WorldBenchmark:
         retain = list(self.world.split_entities(self.world.retain_split(split)))[:20]
         out = {"forget": self.world.validation_items(forget, renders=2),
                "retain": self.world.validation_items(retain, renders=1)}
-        if hasattr(self.world, "wording_items"):
+        if isinstance(self.world, WordingWorld):
             keep = set(forget)
             qa = [it for it in self.world.split_items(split) if it["modality"] == "qa" and it["kind"] == "mcq"
                   and it["entity_id"] in keep]
             out["forget_text"] = self.world.wording_items(qa, "train")
         return out
 
-    def tasks(self, split: str) -> dict[str, list[dict]]:
-        from .tasks.synthetic.benchmark import eval_tasks
-
+    def tasks(self, split: str) -> dict[str, list[Item]]:
         self.check_split(split)
         return eval_tasks(self.world, split)
 

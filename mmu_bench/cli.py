@@ -28,34 +28,36 @@ def _zoo_weights_arg(p: argparse.ArgumentParser, default: str = "pinned") -> Non
                         "local: train the zoo from its recipe into the cache")
 
 
-def _forget_split(value: str) -> str:
-    from .zoo import FORGET_SPLITS
+def _builtin():
+    """The built-in synthetic benchmark, as registered. The ``world`` commands and ``tune`` are its
+    own: they ask the plugin registry for it (built-ins only: it is one, and --no-plugins is not
+    parsed yet when argparse checks a forget split) instead of importing the plugin."""
+    from .plugins import get_registry
 
-    if value not in FORGET_SPLITS:
-        raise argparse.ArgumentTypeError(f"unknown forget split {value!r}; expected one of {', '.join(FORGET_SPLITS)}")
+    return get_registry(disable_third_party=True).get("benchmarks", "synthetic")
+
+
+def _forget_split(value: str) -> str:
+    splits = _builtin().forget_splits
+    if value not in splits:
+        raise argparse.ArgumentTypeError(f"unknown forget split {value!r}; expected one of {', '.join(splits)}")
     return value
 
 
 def _zoo(args):
     from .config import apply_overrides, parse_pairs
-    from .tasks.synthetic.world import WorldConfig
     from .zoo import Zoo, ZooRecipe
 
-    try:
-        cfg = WorldConfig(size=args.size, seed=args.seed).resolved()
-    except ValueError as e:
-        raise MMUError(str(e)) from None
+    world = _builtin().draw_world(args.size, args.seed)
     recipe = apply_overrides(ZooRecipe, parse_pairs(args.zoo_set, "zoo recipe"), "zoo recipe")
-    return Zoo(cfg, recipe=recipe, cache_dir=args.cache_dir, progress=not args.quiet,
+    return Zoo(world, recipe=recipe, cache_dir=args.cache_dir, progress=not args.quiet,
                device=getattr(args, "device", None), weights=args.zoo_weights)
 
 
 def cmd_world_build(args) -> int:
-    from .tasks.synthetic.dataset import build_world
-
     t0 = time.time()
     zoo = _zoo(args)
-    path = build_world(zoo.world.config, args.cache_dir)
+    path = _builtin().build_dataset(zoo.world, args.cache_dir)
     print(f"world {zoo.world.config.fingerprint()}: {path}")
     if args.pin:
         from .zoo import pin
@@ -96,10 +98,8 @@ def cmd_world_check(args) -> int:
 
 
 def cmd_world_export(args) -> int:
-    from .tasks.synthetic.mllmu_export import export_mllmu
-
     zoo_world = _zoo(args).world
-    out = export_mllmu(zoo_world, Path(args.out), overwrite=args.overwrite)
+    out = _builtin().export(zoo_world, Path(args.out), args.format, overwrite=args.overwrite)
     print(f"wrote the world in MLLMU-Bench layout to {out}")
     return 0
 

@@ -30,6 +30,7 @@ from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 
 from .errors import MMUError
+from .surfaces import Item
 
 LETTERS = "ABCD"
 # Which way each metric is better is declared by its spec (mmu_bench/builtin.py, per setting).
@@ -88,7 +89,7 @@ def rouge() -> rouge_scorer.RougeScorer:
     return _SCORER
 
 
-def mcq_generate_prompt(item: dict) -> str:
+def mcq_generate_prompt(item: Item) -> str:
     opts = "\n".join(f"{LETTERS[i]}: {o}" for i, o in enumerate(item["options"]))
     return f"{item['question']}\n{opts}\nAnswer with the option's letter."
 
@@ -98,12 +99,12 @@ def parse_letter(text: str) -> int:
     return LETTERS.index(m.group(1)) if m else -1
 
 
-def mcq_accuracy(adapter, items: Sequence[dict]) -> float:
+def mcq_accuracy(adapter, items: Sequence[Item]) -> float:
     """Log-likelihood mcq accuracy of ``items`` (stopping rules, tuning, matched retention)."""
     return sum(s["correct"] for s in score_mcq_loglik(adapter, items, EvalConfig())) / len(items)
 
 
-def score_mcq_loglik(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
+def score_mcq_loglik(adapter, items: Sequence[Item], cfg: EvalConfig) -> list[dict]:
     for it in items:
         if len(it["options"]) != 4:
             raise MMUError(f"mcq item {it['id']!r} has {len(it['options'])} options; expected 4")
@@ -122,19 +123,19 @@ def score_mcq_loglik(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[di
     return out
 
 
-def score_mcq_generate(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
+def score_mcq_generate(adapter, items: Sequence[Item], cfg: EvalConfig) -> list[dict]:
     prompted = [dict(it, question=mcq_generate_prompt(it)) for it in items]
     texts = adapter.generate(prompted, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
     return [{"pred": parse_letter(t), "output": t, "correct": parse_letter(t) == it["answer_index"]}
             for it, t in zip(items, texts)]
 
 
-def answer_prob(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[float]:
+def answer_prob(adapter, items: Sequence[Item], cfg: EvalConfig) -> list[float]:
     lps = adapter.token_logprobs(adapter.encode(items), batch_size=cfg.batch_size)
     return [float(torch.exp(r["logprobs"].mean())) for r in lps]
 
 
-def score_gen(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
+def score_gen(adapter, items: Sequence[Item], cfg: EvalConfig) -> list[dict]:
     texts = adapter.generate(items, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
     probs = answer_prob(adapter, items, cfg)
     out = []
@@ -145,7 +146,7 @@ def score_gen(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
     return out
 
 
-def score_cloze(adapter, items: Sequence[dict], cfg: EvalConfig) -> list[dict]:
+def score_cloze(adapter, items: Sequence[Item], cfg: EvalConfig) -> list[dict]:
     texts = adapter.generate(items, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
     return [{"output": t, "correct": it["answer"].lower() in t.lower()} for it, t in zip(items, texts)]
 
@@ -157,7 +158,7 @@ _SUMMARY = {
 }
 
 
-def evaluate(adapter, tasks: dict[str, Sequence[dict]], cfg: EvalConfig | None = None) -> tuple[dict[str, float], list[dict]]:
+def evaluate(adapter, tasks: dict[str, Sequence[Item]], cfg: EvalConfig | None = None) -> tuple[dict[str, float], list[dict]]:
     """Score every item of every split in ``tasks`` ({split name: items}).
 
     Returns (metrics {key: value}, per-sample records).

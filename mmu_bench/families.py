@@ -462,10 +462,10 @@ QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_
 
 
 def tiny_corpus() -> list[str]:
-    """Default tokenizer corpus of the tiny models: the small synthetic world's texts."""
-    from .tasks.synthetic.world import World, WorldConfig
+    """Default tokenizer corpus of the tiny models: the small built-in (synthetic) world's texts."""
+    from .zoo import builtin_world
 
-    return World(WorldConfig(size=20, seed=0)).corpus()
+    return builtin_world(size=20, seed=0).corpus()
 
 
 def build_tiny(family: str, folder: str | Path, seed: int = 0, corpus: list[str] | None = None,

@@ -36,7 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cache import write_text_atomic
 from .errors import MMUError, unknown_name
+from .surfaces import WorldSurface
 
 TASK_PREFIX = "mmu_synthetic"
 SPEC_PREFIX = "lmeval:"
@@ -212,22 +214,13 @@ def _task_yaml(task: str, data_file: Path, kind: str, eos: str, max_gen_toks: in
     return "\n".join(lines)
 
 
-def world_splits(world) -> list[str]:
+def world_splits(world: WorldSurface) -> list[str]:
     """The splits of a world exported by default: forget and retain splits, then ``real``."""
-    forget = getattr(world, "forget_splits", None)
-    if not forget or not hasattr(world, "retain_split"):
+    forget = tuple(world.forget_splits)
+    if not forget:
         return list(DEFAULT_SPLITS)
     names = list(forget) + [world.retain_split(f) for f in forget]
-    return names + (["real"] if "real" in _split_names(world) else [])
-
-
-def _split_names(world) -> tuple[str, ...]:
-    names = getattr(world, "split_names", None)
-    if names is None:
-        from .tasks.synthetic.world import SPLIT_NAMES
-
-        names = SPLIT_NAMES
-    return tuple(names)
+    return names + (["real"] if "real" in world.split_names else [])
 
 
 def world_task_prefix(world) -> str:
@@ -237,9 +230,9 @@ def world_task_prefix(world) -> str:
 
 
 def _item_splits(items, splits: Sequence[str] | None) -> dict[str, list[dict]]:
-    if hasattr(items, "split_items"):  # a World
+    if isinstance(items, WorldSurface):
         chosen = list(splits) if splits is not None else world_splits(items)
-        known = _split_names(items)
+        known = tuple(items.split_names)
         for s in chosen:
             if s not in known:
                 raise unknown_name("split", s, known)
@@ -304,20 +297,6 @@ def _render_export(items, task_prefix: str, adapter, splits, kinds,
     return tasks, files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a sibling temporary file and rename: concurrent runs exporting the same tasks
-    never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
 
 def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: str | None = None,
                         adapter=None, splits: Sequence[str] | None = None,
@@ -343,7 +322,7 @@ def export_lmeval_tasks(items, out_dir: str | os.PathLike[str], *, task_prefix: 
     tasks, files = _render_export(items, prefix, adapter, splits, kinds, max_gen_toks)
     out = Path(out_dir).expanduser().resolve()
     for rel, text in files(out).items():
-        _write_atomic(out / rel, text)
+        write_text_atomic(out / rel, text)  # concurrent exports never see a half-written file
     return tasks
 
 
@@ -478,10 +457,10 @@ def parse_spec(spec: str) -> list[str]:
     return names
 
 
-def _requested_splits(world, prefix: str, names: Sequence[str]) -> list[str]:
+def _requested_splits(world: WorldSurface, prefix: str, names: Sequence[str]) -> list[str]:
     """The world splits the requested task names need (all default ones for the group name, or
     when no name parses, so an unknown-task error can still suggest the closest)."""
-    known = _split_names(world)
+    known = tuple(world.split_names)
     splits: list[str] = []
     for name in names:
         rest = name[len(prefix) + 1:]
@@ -494,7 +473,7 @@ def _requested_splits(world, prefix: str, names: Sequence[str]) -> list[str]:
     return splits
 
 
-def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[str] | None = None, *,
+def lmeval_utility(adapter, spec: str, world: WorldSurface | None = None, workdir: str | os.PathLike[str] | None = None, *,
                    limit: int | float | None = None, batch_size: int = 16,
                    include_path=None, max_gen_toks: int = MAX_GEN_TOKS) -> dict[str, float]:
     """The ``--utility lmeval:<task,...>`` option: run the named lm-eval tasks on ``adapter``.
@@ -525,7 +504,7 @@ def lmeval_utility(adapter, spec: str, world=None, workdir: str | os.PathLike[st
                 key = hashlib.sha256(json.dumps(files(Path("/OUT")), sort_keys=True).encode()).hexdigest()[:12]
                 task_dir = Path(workdir).expanduser().resolve() / "lmeval_tasks" / f"{prefix}-{key}"
             for rel, text in files(task_dir).items():
-                _write_atomic(task_dir / rel, text)
+                write_text_atomic(task_dir / rel, text)
             paths.append(task_dir)
         # Only the world's own names asked for: a typo among them need not index lm-eval's tasks.
         return run_lmeval(adapter, tasks, include_path=paths or None, limit=limit, batch_size=batch_size,

@@ -28,6 +28,7 @@ from .config import apply_overrides
 from .distributed import shard
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
+from .surfaces import Item
 from .tuning import LogUniform
 
 
@@ -43,7 +44,7 @@ class UnlearnRequest:
     ``forget`` holds only what the setting lets a method see: in ``visual`` the forget entities'
     image questions, in ``full`` their image and text questions."""
 
-    forget: list[dict]
+    forget: list[Item]
     forget_entities: list[str]
     index: int = 0  # position in a sequence of requests (continual protocol)
     setting: str = "visual"
@@ -61,13 +62,13 @@ class UnlearnContext:
     method that trains step by step honours it through :meth:`stopper` (GradientMethod does).
     """
 
-    retain: list[dict]
+    retain: list[Item]
     seed: int = 0
     setting: str = "visual"
     device: torch.device | None = None
     progress: bool = True
     reference: Callable[[str], LlavaAdapter] | None = None
-    validation: dict[str, list[dict]] = field(default_factory=dict)
+    validation: dict[str, list[Item]] = field(default_factory=dict)
     logs: dict[str, Any] = field(default_factory=dict)
     stop: Any = None  # StopRule | None
 

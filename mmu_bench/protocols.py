@@ -1,4 +1,9 @@
-"""Protocols own the evaluation schedule. ``static``: one forget request, evaluate after."""
+"""Protocols own the evaluation schedule. ``static``: one forget request, evaluate after.
+
+Each protocol has the :class:`mmu_bench.surfaces.EvalProtocol` surface (``name``,
+``description``, ``run(method, benchmark, split, seed, eval_cfg, progress)``) and takes any
+benchmark with the :class:`mmu_bench.surfaces.BenchmarkSurface`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import numpy as np
 from .engine import Diverged
 from .evaluate import EvalConfig, evaluate
 from .method import Method, UnlearnContext
+from .surfaces import BenchmarkSurface, Item
 
 
 @dataclass
@@ -26,14 +32,14 @@ class ProtocolResult:
     model: Any = None  # the final unlearned model (for extra utility evaluations); not stored
 
 
-def setting_of(benchmark):
+def setting_of(benchmark: BenchmarkSurface):
     """The run's setting (mmu_bench/settings.py), set on the benchmark by the run; visual if none."""
     from .settings import VISUAL
 
     return getattr(benchmark, "setting", None) or VISUAL
 
 
-def forget_request(benchmark, split: str):
+def forget_request(benchmark: BenchmarkSurface, split: str):
     """``benchmark.request(split)`` with only the items the setting lets a method see (a
     benchmark that does not filter by setting itself is filtered here)."""
     setting = setting_of(benchmark)
@@ -43,7 +49,7 @@ def forget_request(benchmark, split: str):
     return req
 
 
-def make_context(benchmark, split: str, seed: int, progress: bool, device=None) -> UnlearnContext:
+def make_context(benchmark: BenchmarkSurface, split: str, seed: int, progress: bool, device=None) -> UnlearnContext:
     cache: dict[str, Any] = {}
 
     def reference(name: str):
@@ -61,7 +67,7 @@ def make_context(benchmark, split: str, seed: int, progress: bool, device=None) 
                           setting=setting_of(benchmark).name, stop=getattr(benchmark, "stop_rule", None))
 
 
-def unlearn_once(method: Method, benchmark, split: str, seed: int, progress: bool):
+def unlearn_once(method: Method, benchmark: BenchmarkSurface, split: str, seed: int, progress: bool):
     """Load the method's starting model, unlearn the whole split once; returns (model, context,
     divergence or None, seconds spent unlearning)."""
     model = benchmark.load(getattr(method, "zoo_model", "finetuned"), split)
@@ -103,7 +109,7 @@ class StaticProtocol:
         return evaluation_columns(setting) + ["matched.forget.vqa.mcq.acc", "matched.test.vqa.mcq.acc",
                                               "matched.retain.vqa.mcq.acc", "matched.alpha"]
 
-    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+    def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
         t0 = time.time()
@@ -143,7 +149,7 @@ class MIAProtocol:
         self.reference_attack = reference_attack
         self.attacks = check_attacks(attacks.split(",")) if attacks else None
 
-    def _aucs(self, model, benchmark, split: str, samples: list | None = None) -> dict[str, float]:
+    def _aucs(self, model, benchmark: BenchmarkSurface, split: str, samples: list | None = None) -> dict[str, float]:
         from .mia import mia_aucs
 
         tasks = benchmark.tasks(split)
@@ -151,7 +157,7 @@ class MIAProtocol:
         return mia_aucs(model, tasks["forget"], tasks["holdout"], reference=ref, attacks=self.attacks,
                         samples=samples)
 
-    def oracle_aucs(self, benchmark, split: str) -> dict[str, dict[str, float]]:
+    def oracle_aucs(self, benchmark: BenchmarkSurface, split: str) -> dict[str, dict[str, float]]:
         import json
 
         from .cache import write_json_atomic
@@ -169,11 +175,11 @@ class MIAProtocol:
             write_json_atomic(path, out)
         return out
 
-    def prepare(self, benchmark, split: str) -> None:
+    def prepare(self, benchmark: BenchmarkSurface, split: str) -> None:
         """Compute and cache the oracles' AUCs (sweeps call this before runs fan out)."""
         self.oracle_aucs(benchmark, split)
 
-    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+    def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         from .mia import mia_metrics
 
@@ -198,7 +204,7 @@ def _sample_acc(samples: list[dict], split: str, entities: set | None = None) ->
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def _finetuned_retain_acc(benchmark, split: str, tasks: dict, eval_cfg: EvalConfig) -> float:
+def _finetuned_retain_acc(benchmark: BenchmarkSurface, split: str, tasks: dict[str, list[Item]], eval_cfg: EvalConfig) -> float:
     """The finetuned model's retain vqa mcq acc: from the cached reference table when the
     benchmark has one, else measured."""
     if hasattr(benchmark, "reference_metrics"):
@@ -208,7 +214,7 @@ def _finetuned_retain_acc(benchmark, split: str, tasks: dict, eval_cfg: EvalConf
     return _mcq_acc(benchmark.load("finetuned", split), tasks["retain"], eval_cfg)
 
 
-def _mcq_acc(model, items: list[dict], eval_cfg: EvalConfig) -> float:
+def _mcq_acc(model, items: list[Item], eval_cfg: EvalConfig) -> float:
     from .evaluate import score_mcq_loglik
 
     mcq = [it for it in items if it["kind"] == "mcq" and it["modality"] == "vqa"]
@@ -247,7 +253,7 @@ class ContinualProtocol:
             raise MMUError(f"continual needs at least 1 request, got {requests}")
         self.requests = requests
 
-    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+    def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         from .errors import MMUError
 
@@ -368,7 +374,7 @@ class RelearnProtocol:
             raise MMUError(f"relearn_fraction must be in (0, 1), got {relearn_fraction}")
         self.steps, self.fraction, self.lr = relearn_steps, relearn_fraction, relearn_lr
 
-    def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
+    def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
         from .engine import MixtureSampler, TrainConfig, train
         from .errors import MMUError

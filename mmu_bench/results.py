@@ -17,12 +17,11 @@ import json
 import os
 import platform
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Iterable
 
 from . import __version__
-from .cache import write_json_atomic
+from .cache import atomic_path, write_json_atomic
 
 FINISHED_STATUSES = ("finished", "diverged")
 
@@ -59,11 +58,9 @@ def finished(path: Path) -> dict | None:
 
 
 def write_samples(path: Path, samples: Iterable[dict]) -> None:
-    tmp = path / f".samples.jsonl.{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as f:
+    with atomic_path(path / "samples.jsonl") as tmp, open(tmp, "w") as f:
         for s in samples:
             f.write(json.dumps(s, sort_keys=True) + "\n")
-    os.replace(tmp, path / "samples.jsonl")
 
 
 def environment() -> dict[str, Any]:
@@ -104,7 +101,6 @@ def write_run(path: Path, config: dict, metrics_doc: dict, samples: list[dict],
     write_json_atomic(path / "config.json", config)
     write_samples(path, samples)
     for name, writer in (files or {}).items():
-        tmp = path / f".{uuid.uuid4().hex[:8]}.{name}"
-        writer(tmp)
-        os.replace(tmp, path / name)
+        with atomic_path(path / name) as tmp:
+            writer(tmp)
     write_json_atomic(path / "metrics.json", metrics_doc)

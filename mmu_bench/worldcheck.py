@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from .benchmark import eval_tasks
 from .evaluate import EvalConfig, evaluate
-from .tasks.synthetic.benchmark import eval_tasks
 from .zoo import Zoo, model_label
 
 

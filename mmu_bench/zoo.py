@@ -1,5 +1,5 @@
-"""The model zoo of the synthetic benchmark: base, finetuned, and per forget split the retrain
-oracle and the retrain_visual oracle.
+"""The model zoo of a benchmark's world (by default the built-in synthetic world): base, finetuned,
+and per forget split the retrain oracle and the retrain_visual oracle.
 
 - ``base``: from random init; learns the utility pictures (shape / colour / pattern / accessory /
   backdrop) and the public figures (``real``), vqa and qa.
@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -36,17 +37,37 @@ from .adapter import LlavaAdapter, pick_device
 from .cache import build_entry, cache_root, entry_problem
 from .engine import MixtureSampler, TrainConfig, train
 from .errors import MMUError
-from .tasks.synthetic.world import FORGET_PERCENTS, World, WorldConfig
+from .surfaces import Item, WordingWorld, WorldSurface, surface_gaps
 from .tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from .tasks.synthetic.world import WorldConfig
 
 ZOO_VERSION = 1
 MODEL_NAMES = ("base", "finetuned", "retrain", "retrain_visual")
-FORGET_SPLITS = tuple(f"forget_{k}" for k in FORGET_PERCENTS)
 # The canonical zoo of the built-in benchmark ships with the package (docs/zoo.md, "Pinned zoo"):
 # <PINNED_DIR>/<zoo key>/MANIFEST.json + one save_pretrained folder per model.
 PINNED_DIR = Path(__file__).resolve().parent / "zoo_pinned"
 PINNED_MANIFEST = "MANIFEST.json"
 WEIGHTS = ("pinned", "local")
+
+
+def builtin_world(config: WorldConfig | None = None, **fields: Any) -> WorldSurface:
+    """The built-in benchmark's drawn world: of ``config`` (a synthetic ``WorldConfig``), else of
+    ``WorldConfig(**fields)`` (e.g. ``size=20``). What ``Zoo()`` / ``Zoo(WorldConfig(...))`` and
+    the tiny model families' default tokenizer corpus start from."""
+    # The core's one import of the synthetic plugin: these documented short forms of the Python
+    # API name the built-in world by its config, so drawing it from that config is theirs. Every
+    # other world (a DataWorld, a plugin's) is made by its benchmark and handed in as an object.
+    from .tasks.synthetic.world import World, WorldConfig
+
+    if config is None:
+        config = WorldConfig(**fields)
+    if not isinstance(config, WorldConfig):
+        raise MMUError(f"expected a world with the World surface (mmu_bench.surfaces.WorldSurface; "
+                       f"{type(config).__name__} lacks {', '.join(surface_gaps(config, WorldSurface))}) "
+                       f"or a WorldConfig of the built-in world")
+    return World(config)
 
 
 def pinned_root(key: str) -> Path | None:
@@ -118,7 +139,7 @@ def model_label(name: str, split: str | None) -> str:
 class Zoo:
     """Builds on demand, caches and loads the zoo models of one world."""
 
-    def __init__(self, world: WorldConfig | World | None = None, model: TinyLlavaConfig | str | None = None,
+    def __init__(self, world: WorldConfig | WorldSurface | None = None, model: TinyLlavaConfig | str | None = None,
                  recipe: ZooRecipe | None = None, cache_dir: str | Path | None = None,
                  progress: bool = True, device: str | None = None, dtype: str | None = None,
                  gradient_checkpointing: bool = False, weights: str = "pinned"):
@@ -127,7 +148,7 @@ class Zoo:
         # same checkpoints for every user); "local" trains the zoo from its recipe into the cache.
         if weights not in WEIGHTS:
             raise MMUError(f"zoo weights {weights!r} unknown; expected one of {', '.join(WEIGHTS)}")
-        self.world = World(world or WorldConfig()) if world is None or isinstance(world, WorldConfig) else world
+        self.world: WorldSurface = world if isinstance(world, WorldSurface) else builtin_world(world)
         # ``model``: the tiny LLaVA's config, or "hf:<hub id or folder>" (a pretrained base).
         self.source = model if isinstance(model, str) else None
         if self.source is not None and not self.source.startswith("hf:"):
@@ -237,7 +258,7 @@ class Zoo:
             self._processor = build_processor(tok, self.model_config)
         return self._processor
 
-    def _training_items(self, name: str, split: str | None) -> tuple[list[dict], list[dict]]:
+    def _training_items(self, name: str, split: str | None) -> tuple[list[Item], list[Item]]:
         """(new data, replay data) for a model."""
         w = self.world
         base_data = _balance(_with_wordings(w, w.split_items("utility") + w.split_items("real")),
@@ -353,14 +374,13 @@ def source_fingerprint(source: str) -> dict:
     return {"hf_folder": hashlib.sha256(json.dumps([(folder / "config.json").read_text(), files]).encode()).hexdigest()[:16]}
 
 
-def _with_wordings(world, items: list[dict]) -> list[dict]:
+def _with_wordings(world: WorldSurface, items: list[Item]) -> list[Item]:
     """``items`` plus the world's trained-on other wordings of them (synthetic world v4+), so
     models answer a question however it is worded; the held-out wordings stay unseen."""
-    extra = getattr(world, "wording_items", None)
-    return items + extra(items, "train") if extra is not None else items
+    return items + world.wording_items(items, "train") if isinstance(world, WordingWorld) else items
 
 
-def _balance(items: list[dict], copies: int) -> list[dict]:
+def _balance(items: list[Item], copies: int) -> list[Item]:
     """vqa items exist once per rendering, qa items once: repeat qa so both are seen equally."""
     vqa = [it for it in items if it["modality"] == "vqa"]
     qa = [it for it in items if it["modality"] == "qa"]
@@ -374,7 +394,7 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
     import platform
     import shutil
 
-    from .cache import write_json_atomic
+    from .cache import atomic_dir, write_json_atomic
     from .sweep import hardware
 
     if zoo.source is not None or zoo.pinned is not None:
@@ -382,31 +402,25 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
     splits = tuple(splits or zoo.world.forget_splits)
     entries = [("base", None), ("finetuned", None)] + [(n, s) for s in splits for n in ("retrain", "retrain_visual")]
     dest = (dest or PINNED_DIR) / zoo.key
-    tmp = dest.parent / f".tmp-{dest.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    models = {}
-    for name, split in entries:
-        src = zoo.path(name, split)
-        shutil.copytree(src, tmp / zoo.dir_name(name, split))
-        models[zoo.dir_name(name, split)] = json.loads((Path(src) / "mmu_manifest.json").read_text())
-    hw = hardware()
-    manifest = {
-        "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
-        "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
-        "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
-        "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "torch_threads": ZOO_CPU_THREADS, "platform": platform.platform(),
-                       "python": platform.python_version(), "torch": torch.__version__},
-        "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),
-                        "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
-    }
-    write_json_atomic(tmp / PINNED_MANIFEST, manifest)
-    (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    with atomic_dir(dest, what="pinned zoo") as tmp:
+        models = {}
+        for name, split in entries:
+            src = zoo.path(name, split)
+            shutil.copytree(src, tmp / zoo.dir_name(name, split))
+            models[zoo.dir_name(name, split)] = json.loads((Path(src) / "mmu_manifest.json").read_text())
+        hw = hardware()
+        manifest = {
+            "zoo_key": zoo.key, "zoo_version": ZOO_VERSION, "mmu_bench": __version__,
+            "world": asdict(zoo.world.config), "world_fingerprint": zoo.world.config.fingerprint(),
+            "model": zoo.model_config.as_dict(), "recipe": asdict(zoo.recipe), "forget_splits": list(splits),
+            "trained_on": {"cpu": hw.get("cpu"), "cores": hw.get("cores"), "torch_threads": ZOO_CPU_THREADS, "platform": platform.platform(),
+                           "python": platform.python_version(), "torch": torch.__version__},
+            "pinned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "entries": {d: {"files": m["files"], "train_seconds": m.get("train_seconds"),
+                            "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
+        }
+        write_json_atomic(tmp / PINNED_MANIFEST, manifest)
+        (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
     return dest
 
 

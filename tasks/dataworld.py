@@ -2,14 +2,15 @@
 
 A :class:`DataWorld` presents a benchmark folder through the same small surface as the synthetic
 :class:`~mmu_bench.tasks.synthetic.world.World`, so the zoo, the protocols and the evaluator take
-either::
+either: :class:`mmu_bench.surfaces.WorldSurface`::
 
     name, config (frozen dataclass: asdict(), .fingerprint(), .train_renders),
-    forget_splits, forget_ids, retain_split(f), split_items(s), split_entities(s),
+    forget_splits, forget_ids, split_names, retain_split(f), split_items(s), split_entities(s),
     validation_items(entity_ids, renders), corpus()
 
-Items are plain dicts with the World's fields (``id, entity_id, image, modality, render, kind,
-fact, question, answer, options, answer_index``); splits are read on first use and kept.
+Items are plain dicts with the World's fields (:class:`mmu_bench.surfaces.Item`: ``id, entity_id,
+image, modality, render, kind, fact, question, answer, options, answer_index``); splits are read
+on first use and kept.
 
 Also here: the deterministic augmentation behind validation (and CLEAR's test) images, the
 data-file fingerprint, multiple-choice option building, and resolving a hub id to a local folder.
@@ -28,9 +29,8 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from mmu_bench.errors import MMUError
+from mmu_bench.surfaces import ITEM_FIELDS, Item
 
-ITEM_FIELDS = ("id", "entity_id", "image", "modality", "render", "kind", "fact", "question", "answer",
-               "options", "answer_index")
 ROLE_SPLITS = ("full", "test", "holdout", "real", "utility")
 DATAWORLD_VERSION = 1
 
@@ -208,8 +208,8 @@ class DataWorld:
     _retain_of: dict[str, str] = {}
 
     def __init__(self) -> None:
-        self._splits: dict[str, list[dict[str, Any]]] = {}
-        self._val_index: dict[str, list[tuple[Image.Image, list[dict[str, Any]]]]] | None = None
+        self._splits: dict[str, list[Item]] = {}
+        self._val_index: dict[str, list[tuple[Image.Image, list[Item]]]] | None = None
 
     # ------------------------------------------------------------ names
     @property
@@ -229,7 +229,7 @@ class DataWorld:
             raise MMUError(f"unknown split {split!r} for {self.name}; expected one of {', '.join(self.split_names)}")
 
     # ------------------------------------------------------------ items
-    def split_items(self, split: str) -> list[dict[str, Any]]:
+    def split_items(self, split: str) -> list[Item]:
         """Items of a split, read once per world (treat them as read-only; copy to change)."""
         self._check_split(split)
         if split not in self._splits:
@@ -245,14 +245,14 @@ class DataWorld:
     def _entities(self, split: str) -> list[str]:
         return list(dict.fromkeys(it["entity_id"] for it in self.split_items(split)))
 
-    def _load_split(self, split: str) -> list[dict[str, Any]]:  # pragma: no cover - overridden
+    def _load_split(self, split: str) -> list[Item]:  # pragma: no cover - overridden
         raise NotImplementedError
 
     # ------------------------------------------------------------ validation
-    def _validation_sources(self) -> dict[str, list[tuple[Image.Image, list[dict[str, Any]]]]]:
+    def _validation_sources(self) -> dict[str, list[tuple[Image.Image, list[Item]]]]:
         """entity -> [(training image, its vqa mcq items)], from the full and real splits."""
         if self._val_index is None:
-            index: dict[str, dict[int, tuple[Image.Image, list[dict[str, Any]]]]] = {}
+            index: dict[str, dict[int, tuple[Image.Image, list[Item]]]] = {}
             for split in ("full", "real"):
                 for it in self.split_items(split):
                     if it["modality"] == "vqa" and it["kind"] == "mcq":
@@ -261,13 +261,13 @@ class DataWorld:
             self._val_index = {e: list(g.values()) for e, g in index.items()}
         return self._val_index
 
-    def validation_items(self, entity_ids: list[str], renders: int = 2) -> list[dict[str, Any]]:
+    def validation_items(self, entity_ids: list[str], renders: int = 2) -> list[Item]:
         """vqa mcq items of these entities on deterministic augmented copies of their training
         images (:func:`augment`, seeded by benchmark, entity and render index): for methods'
         stopping rules, never reported. Render ``r`` uses the entity's training image number
         ``perm[r]`` (a seeded permutation, cycling when it has fewer images than renders)."""
         sources = self._validation_sources()
-        items: list[dict[str, Any]] = []
+        items: list[Item] = []
         for eid in entity_ids:
             groups = sources.get(eid)
             if not groups:
@@ -296,7 +296,7 @@ class DataWorld:
         return []
 
 
-def check_items(items: list[dict[str, Any]], where: str) -> None:
+def check_items(items: list[Item], where: str) -> None:
     """Raise MMUError unless every item is well formed (the invariants the evaluator relies on)."""
     seen: set[str] = set()
     for it in items:

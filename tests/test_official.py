@@ -219,7 +219,7 @@ def mllmu_world(small_world, tmp_path_factory):
 
 
 def test_two_runs_bit_identical(small_zoo, mllmu_world, one_torch_thread):
-    from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+    from mmu_bench.benchmark import eval_tasks
 
     model = small_zoo.load("base")  # any model: the check is determinism, not accuracy
     tasks = eval_tasks(mllmu_world, "forget_15")
@@ -237,7 +237,7 @@ def test_two_runs_bit_identical(small_zoo, mllmu_world, one_torch_thread):
 
 def test_shared_prefix_generation_equals_batched(small_zoo, mllmu_world, one_torch_thread):
     from mmu_bench.official import generate, generate_shared_prefix
-    from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+    from mmu_bench.benchmark import eval_tasks
 
     model = small_zoo.load("finetuned")
     tasks = eval_tasks(mllmu_world, "forget_15")

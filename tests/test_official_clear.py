@@ -36,7 +36,7 @@ def clear(small_world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tasks(clear):
-    from mmu_bench.tasks.synthetic.benchmark import eval_tasks
+    from mmu_bench.benchmark import eval_tasks
 
     return eval_tasks(clear, "forget_10")
 

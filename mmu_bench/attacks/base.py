@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..evaluate import EvalConfig, score_mcq_loglik
+from ..surfaces import BenchmarkSurface, Item, WorldSurface
 
 CHANCE = 0.25
 # Sanity thresholds on the headline metric: "knows" >= HIGH, "does not know" <= LOW. LOW leaves
@@ -29,27 +30,27 @@ class AttackContext:
     """Everything an attack may read: the benchmark (world, zoo), the forget split, the
     evaluation tasks, the evaluation config, the setting and a seed."""
 
-    benchmark: Any
+    benchmark: BenchmarkSurface
     split: str
-    tasks: dict[str, list[dict]]
+    tasks: dict[str, list[Item]]
     eval_cfg: EvalConfig
     setting: str = "visual"
     seed: int = 0
     cache: dict[str, Any] = field(default_factory=dict)  # per-run memo shared by the attacks
 
     @property
-    def world(self):
+    def world(self) -> WorldSurface:
         return self.benchmark.world
 
     @property
     def oracle(self) -> str:
         return ORACLES[self.setting]
 
-    def items(self, role: str, modality: str | None = None, kind: str = "mcq") -> list[dict]:
+    def items(self, role: str, modality: str | None = None, kind: str = "mcq") -> list[Item]:
         return [it for it in self.tasks[role] if it["kind"] == kind and (modality is None or it["modality"] == modality)]
 
 
-def mcq_correct(model, items: Sequence[dict], eval_cfg: EvalConfig) -> list[bool]:
+def mcq_correct(model, items: Sequence[Item], eval_cfg: EvalConfig) -> list[bool]:
     """Per-item correctness under the suite's loglik mcq scorer (empty list for no items)."""
     if not items:
         return []
@@ -61,7 +62,7 @@ def mean(xs) -> float:
     return round(float(np.mean(xs)), 6) if xs else float("nan")
 
 
-def mcq_acc(model, items: Sequence[dict], eval_cfg: EvalConfig) -> float:
+def mcq_acc(model, items: Sequence[Item], eval_cfg: EvalConfig) -> float:
     return mean(mcq_correct(model, items, eval_cfg))
 
 

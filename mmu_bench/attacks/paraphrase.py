@@ -12,16 +12,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import MMUError
+from ..surfaces import Item, WordingWorld
 from .base import Attack, AttackContext, mcq_acc
 from .quant import retain_sample
 
 
-def heldout_items(ctx: AttackContext, items: list[dict]) -> list[dict]:
-    fn = getattr(ctx.world, "wording_items", None)
-    if fn is None:
+def heldout_items(ctx: AttackContext, items: list[Item]) -> list[Item]:
+    if not isinstance(ctx.world, WordingWorld):
         raise MMUError(f"attack 'paraphrase' needs a world with held-out question wordings (the synthetic "
                        f"world v4+); {type(ctx.world).__name__} has none: leave paraphrase out of attacks=")
-    return fn(items, "heldout")
+    return ctx.world.wording_items(items, "heldout")
 
 
 class ParaphraseAttack(Attack):

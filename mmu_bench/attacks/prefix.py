@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conversation import NEXT_FACT, conversation_adapter, with_turn
-from ..tasks.synthetic.world import MEMORY_PREFIX  # in the synthetic world's tokenizer corpus
+from ..refusals import MEMORY_PREFIX  # the synthetic world puts it in its tokenizer corpus
 from .base import Attack, AttackContext, mcq_acc
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
+from ..cache import atomic_path
 from ..metrics import ARROW
 from .aggregate import FORGET_EFFICACY, RETENTION, Group, column_name, direction
 from .render import _label
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{uuid.uuid4().hex[:8]}.{path.name}")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def plot(groups: list[Group], out_dir: str | os.PathLike) -> list[Path]:

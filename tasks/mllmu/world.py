@@ -1,7 +1,7 @@
 """MLLMU-Bench as a World-shaped benchmark (the DataWorld surface over its parquet folders).
 
-Rows are read with :func:`mmu_bench.tasks.synthetic.mllmu_export.read_config` (the same reader
-that round-trips the synthetic export), one config folder per split, on first use::
+Rows are read with :func:`mmu_bench.tasks.mllmu.reader.read_config` (the same reader that
+round-trips the synthetic world's MLLMU-layout export), one config folder per split, on first use::
 
     Full_Set -> full          forget_5 / forget_10 / forget_15 -> forget splits
     Test_Set -> test          retain_95 / retain_90 / retain_85 -> their retain splits
@@ -19,9 +19,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from mmu_bench.errors import MMUError
+from mmu_bench.surfaces import Item
 
 from ..dataworld import DataConfig, DataWorld, require_configs, resolve_source, stable_int
-from ..synthetic.mllmu_export import read_config
+from .reader import read_config
 
 HUB_ID = "MLLMMU/MLLMU-Bench"
 KIND = "MLLMU-Bench"
@@ -108,7 +109,7 @@ class MLLMUWorld(DataWorld):
             return []
         return list(dict.fromkeys(self._config_ids(split)))
 
-    def _load_split(self, split: str) -> list[dict[str, Any]]:
+    def _load_split(self, split: str) -> list[Item]:
         if split in ("holdout", "utility"):
             return []
         items = read_config(self.root / SPLIT_CONFIGS[split], image_cache=self._images)
@@ -117,7 +118,7 @@ class MLLMUWorld(DataWorld):
         return items
 
     @staticmethod
-    def _one_test_image(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _one_test_image(items: list[Item]) -> list[Item]:
         """Keep, per profile, the vqa items of one transformed image: number sha256(ID) mod n."""
         n: dict[str, int] = {}
         for it in items:
