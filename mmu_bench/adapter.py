@@ -36,7 +36,7 @@ def pick_device(device: str | None = None) -> torch.device:
 class LlavaAdapter:
     """Adapter for LLaVA-style models (``LlavaForConditionalGeneration`` and friends).
 
-    The base of every model family (mmu_bench/families.py): a family overrides only what differs
+    The base of every model family (mmu_bench/families/): a family overrides only what differs
     (module map, pixel layout and extra vision inputs, image-token count, option scoring).
     """
 
