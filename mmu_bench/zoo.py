@@ -420,7 +420,8 @@ def pin(zoo: Zoo, splits: tuple[str, ...] | list[str] | None = None, dest: Path 
                             "final_loss": m.get("final_loss"), "steps": m.get("steps")} for d, m in models.items()},
         }
         write_json_atomic(tmp / PINNED_MANIFEST, manifest)
-        (tmp / PINNED_MANIFEST).chmod(0o644)  # an atomic write's temp file is private; shipped files are not
+        for f in tmp.rglob("*"):  # an atomic write's temp file is private; shipped files are not
+            f.chmod(0o755 if f.is_dir() else 0o644)
     return dest
 
 
