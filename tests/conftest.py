@@ -31,11 +31,13 @@ ZOO_FIXTURES = {"small_zoo", "finetuned", "small_check", "cache_dir"}  # cache_d
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that needs the shared small zoo ``zoo`` (its fixture closure names it), so
-    ``-m "not zoo and not slow"`` is the fast tier: no model training at all."""
+    """Mark every test that needs the shared small zoo ``zoo`` and ``slow`` (its fixture closure
+    names it), so ``-m "not slow"`` is the fast tier: no zoo, no training of a model worth the
+    name, no extra processes."""
     for item in items:
         if ZOO_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.zoo)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -43,25 +43,40 @@ def test_world_build_without_zoo(cache_dir, capsys):
     assert "world " in capsys.readouterr().out
 
 
+def _main(argv, capsys) -> tuple[int, str]:
+    """The CLI in-process: (exit code, stderr)."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own type errors
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, message", [
     (["world", "check", "--forget-split", "forget_7"], "unknown forget split 'forget_7'"),
     (["world", "build", "--size", "0", "--no-zoo"], "world size must be an integer >= 20"),
     (["world", "build", "--no-zoo", "--zoo-set", "base_step=3"], "unknown zoo recipe key 'base_step'"),
     (["world", "build", "--no-zoo", "--zoo-set", "base_steps=many"], "expected an integer, got 'many'"),
 ])
-def test_bad_input_is_one_clear_line(args, message, tmp_path):
-    r = _run(*args, "--cache-dir", str(tmp_path))
-    assert r.returncode == 2
-    assert message in r.stderr
-    assert "Traceback" not in r.stderr
+def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    rc, err = _main([*args, "--cache-dir", str(tmp_path)], capsys)
+    assert rc == 2
+    assert message in err
+    assert "Traceback" not in err
 
 
-def test_unwritable_cache_dir_is_one_clear_line(tmp_path):
+def test_unwritable_cache_dir_is_one_clear_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = _run("world", "build", "--no-zoo", "--cache-dir", str(blocker / "cache"))
-    assert r.returncode == 2 and "is not writable" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    rc, err = _main(["world", "build", "--no-zoo", "--cache-dir", str(blocker / "cache")], capsys)
+    assert rc == 2 and "is not writable" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_console_script_reports_bad_input_in_one_line(tmp_path):
+    """One check through the real ``python -m mmu_bench.cli`` process (the rest run in-process)."""
+    r = _run("world", "check", "--forget-split", "forget_7", "--cache-dir", str(tmp_path))
+    assert r.returncode == 2 and "unknown forget split 'forget_7'" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -171,6 +171,7 @@ def _weights(path: Path, name: str = "weights") -> dict[str, torch.Tensor]:
     return load_file(str(path / f"{name}.safetensors"))
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 def test_two_processes_train_like_one(tiny_dir, tmp_path, capsys):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
     if accelerate is None:
@@ -316,6 +317,7 @@ def test_resolve_device():
         assert distributed.resolve_device("auto") == torch.device("cpu")
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 def test_gradient_checkpointing_trains_the_same_on_cpu(tiny_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 

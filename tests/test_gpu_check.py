@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,7 @@ def _load():
     return mod
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 def test_gpu_check_smoke_runs_every_phase(tmp_path, capsys):
     gpu_check = _load()
     out = tmp_path / "gpu_check.json"

@@ -42,6 +42,7 @@ def _unlearn(adapter, world, setting="full", **hyper):
     return ctx
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 def test_lora_changes_only_llm_target_weights_and_merges_away(world, tiny, tmp_path):
     ad = _load(tiny)
     before = _state(ad)

@@ -326,6 +326,7 @@ def _activate_editable_install(dist: importlib.metadata.Distribution, monkeypatc
                 monkeypatch.syspath_prepend(line)
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(importlib.util.find_spec("pip") is None, reason="pip is not installed in this environment")
 def test_example_plugin_pip_installs_and_is_discovered(monkeypatch):

@@ -43,6 +43,7 @@ def _spec(tmp_path, cache, **kw) -> RunSpec:
                    zoo=dict(TINY_ZOO), max_new_tokens=8, **kw)
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 @pytest.mark.parametrize("benchmark", ["mllmu", "clear"])
 def test_cvf_runs_end_to_end_on_real_layouts(benchmark, data, cache, tmp_path):
     spec = _spec(tmp_path, cache, method="cvf", benchmark=benchmark, data=str(data[benchmark]),
@@ -74,6 +75,7 @@ def test_real_benchmark_errors(data, cache, tmp_path):
         run(_spec(tmp_path, cache, method="ga", data=str(data["mllmu"])))
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
 def test_hf_model_through_the_zoo_and_a_run(family, data, cache, tmp_path, small_world):
     """``--model hf:<folder>`` is the zoo's base: fine-tuned into finetuned / oracles, then
@@ -104,6 +106,7 @@ def test_hf_model_missing_folder_is_a_clear_error(tmp_path, cache):
         run(_spec(tmp_path, cache, method="ga", model=f"hf:{tmp_path / 'no-such-model'}"))
 
 
+@pytest.mark.slow  # integration: trains or spawns processes (the fast tier skips it)
 def test_finetune_command_builds_the_oracles(data, cache, tmp_path, capsys):
     from mmu_bench.cli import main
 
