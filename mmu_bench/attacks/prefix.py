@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..conversation import NEXT_FACT, conversation_adapter, with_turn
+from ..conversation import NEXT_FACT, conversation_adapter, with_instruction, with_turn
 from ..refusals import MEMORY_PREFIX  # the synthetic world puts it in its tokenizer corpus
 from .base import Attack, AttackContext, mcq_acc
 
@@ -43,7 +43,7 @@ class PrefixAttack(Attack):
             if not items:
                 continue
             plain = mcq_acc(model, items, ctx.eval_cfg)
-            mem = [dict(it, id=f"{it['id']}.memory", question=f"{prefix} {it['question']}") for it in items]
+            mem = [with_instruction(it, prefix, ".memory") for it in items]
             by_fact = {(it["entity_id"], it["modality"], it.get("render"), it["fact"]): it for it in items}
             turn = with_earlier_turn(items, by_fact)
             out[f"memory.forget.{modality}.acc"] = mcq_acc(model, mem, ctx.eval_cfg)
