@@ -12,7 +12,8 @@ which are our formulation. Reads top to bottom:
    unknown identity lives (base model's embedding / mean of the k nearest retain images /
    a blank image) and away from the finetuned model's embeddings of the target's images.
 4. Retain term: keep retain images where they were (feature distillation, or InfoNCE with the
-   current forget embeddings as negatives); optional retain NLL through the frozen LLM.
+   current forget embeddings as negatives); optional retain NLL through the frozen LLM (its
+   batch size and frequency are the step's cost lever: benchmarks/cvf_step_timing.py).
 5. Every AdamW update of a layer's weight is right-multiplied by P, the projector onto the null
    space of that layer's retained inputs (uncentred covariance, energy rule by default).
 6. Stop by a rule on held-out validation renderings of the forget entities (never on the
@@ -59,6 +60,9 @@ class CVFHyper(Hyper):
     retain_weight: float = hp(1.0, "lambda_r, weight of the retain term", search=LogUniform(0.1, 10.0))
     nll_weight: float = hp(0.1, "lambda_nll, retain VQA NLL through the frozen LLM (0 turns it off); "
                                 "keeps retained answers right while the features move")
+    nll_batch_size: int = hp(32, "retain VQA items in the NLL term's batch (the NLL backpropagates through the "
+                                 "frozen LLM: the costly part of a step)", min=1)
+    nll_every: int = hp(1, "compute the NLL term every k-th step only (its weight unchanged)", min=1)
     trainable: Literal["vision", "projector"] = hp("vision", "vision: tower + projector linears; projector: projector only")
     null_space: bool = hp(True, "project every weight update into the null space of retained inputs")
     rule: Literal["energy", "relative", "absolute"] = hp("energy", "null-basis rule (see mmu_bench/nullspace.py)")
@@ -226,8 +230,8 @@ class CVF(Method):
             else:
                 retain = self.info_nce(zr, zr_orig[ri], za.detach(), torch.ones(len(ri), len(fi), dtype=torch.bool), h.tau)
             loss = loss + h.retain_weight * retain
-            if encoded_retain is not None:
-                pick = shard(torch.randint(0, len(encoded_retain), (h.retain_batch_size,), generator=gen).tolist())
+            if encoded_retain is not None and step % h.nll_every == 0:
+                pick = shard(torch.randint(0, len(encoded_retain), (h.nll_batch_size,), generator=gen).tolist())
                 loss = loss + h.nll_weight * per_example_nll(model, model.collate([encoded_retain[i] for i in pick])).mean()
             return loss
 

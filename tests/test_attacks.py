@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_ZOO
 from mmu_bench.attacks import ATTACK_NAMES, make_attacks
 from mmu_bench.attacks.base import AttackContext
 from mmu_bench.errors import MMUError
@@ -227,7 +227,7 @@ def test_attacks_protocol_records_method_and_sanity_rows(cache_dir, small_zoo, t
     o = run(RunSpec(method="retrain_visual", protocol="attacks", world_size=20, cache_dir=str(cache_dir),
                     out=str(tmp_path), progress=False, max_new_tokens=24,
                     protocol_options={"attacks": "quant_int8,consistency,neighbours"},
-                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}))
+                    zoo=dict(SMALL_ZOO)))
     m, details = o.metrics, o.doc["protocol"]
     assert details["attacks"] == ["quant_int8", "consistency", "neighbours"] and details["oracle"] == "retrain_visual"
     for name in details["attacks"]:

@@ -10,7 +10,7 @@ from mmu_bench.errors import MMUError
 from mmu_bench.protocols import continual_summary
 from mmu_bench.run import RunSpec, run
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_ZOO
 
 
 def test_summary_keys_from_curves():
@@ -29,7 +29,7 @@ def test_summary_keys_from_curves():
 def test_continual_cvf_run(cache_dir, small_zoo, tmp_path):
     spec = RunSpec(method="cvf", protocol="continual", protocol_options={"requests": 2}, world_size=20,
                    cache_dir=str(cache_dir), out=str(tmp_path), progress=False, max_new_tokens=24,
-                   zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps})
+                   zoo=dict(SMALL_ZOO))
     o = run(spec)
     assert o.path.parts[-3] == "continual-requests2"
     m = o.metrics
@@ -54,7 +54,7 @@ def test_continual_cvf_run(cache_dir, small_zoo, tmp_path):
 def test_too_many_requests_is_a_clear_error(cache_dir, small_zoo, tmp_path):
     spec = RunSpec(method="ga", protocol="continual", protocol_options={"requests": 5}, world_size=20,
                    cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
-                   zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps})
+                   zoo=dict(SMALL_ZOO))
     with pytest.raises(MMUError, match="5 requests but forget_10 has only 2 entities"):
         run(spec)
 
@@ -62,7 +62,7 @@ def test_too_many_requests_is_a_clear_error(cache_dir, small_zoo, tmp_path):
 def test_relearn_attack_reports_recovery(cache_dir, small_zoo, tmp_path):
     spec = RunSpec(method="ga", protocol="relearn", protocol_options={"relearn_steps": 20}, world_size=20,
                    cache_dir=str(cache_dir), out=str(tmp_path), progress=False, max_new_tokens=24,
-                   zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps})
+                   zoo=dict(SMALL_ZOO))
     o = run(spec)
     m = o.metrics
     assert o.path.parts[-3] == "relearn-relearn_steps20"

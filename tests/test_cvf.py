@@ -13,7 +13,7 @@ from mmu_bench.methods.cvf import CVF
 from mmu_bench.run import RunSpec, run
 from mmu_bench.tasks.synthetic.plugin import SyntheticBenchmark
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_RECIPE, SMALL_ZOO
 
 SPLIT = "forget_10"
 
@@ -177,7 +177,7 @@ def test_stopping_rule_uses_validation_renderings(bench):
 
 def test_cvf_forgets_images_and_keeps_text(cache_dir, small_zoo, tmp_path):
     o = run(RunSpec(method="cvf", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
-                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps},
+                    zoo=dict(SMALL_ZOO),
                     max_new_tokens=24))
     m, ft = o.metrics, o.reference["finetuned"]
     assert m["forget.vqa.mcq.acc"] <= 0.5 < ft["forget.vqa.mcq.acc"]

@@ -8,7 +8,7 @@ from mmu_bench.mia import ATTACKS, mia_aucs, mia_metrics, privleak
 from mmu_bench.run import RunSpec, run
 from mmu_bench.tasks.synthetic.benchmark import eval_tasks
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_ZOO
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_privleak_definition():
 def test_mia_protocol_reports_auc_and_privleak(cache_dir, small_zoo, tmp_path):
     o = run(RunSpec(method="ga", protocol="mia", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path),
                     progress=False, max_new_tokens=24,
-                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}))
+                    zoo=dict(SMALL_ZOO)))
     m = o.metrics
     for mod in ("vqa", "qa"):
         for attack in ATTACKS:

@@ -20,7 +20,7 @@ from mmu_bench.run import RunSpec, run
 from mmu_bench.tasks.clear import write_clear_fixture
 from mmu_bench.tasks.synthetic.mllmu_export import export_mllmu
 
-TINY_ZOO = {"base_steps": 40, "finetune_steps": 30, "batch_size": 16}
+TINY_ZOO = {"base_steps": 40, "finetune_steps": 30, "batch_size": 16, "context_share": 0.0}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

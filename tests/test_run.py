@@ -18,11 +18,11 @@ from mmu_bench.hookspecs import hookimpl
 from mmu_bench.method import GradientMethod
 from mmu_bench.run import RunSpec, run
 
-from conftest import SMALL_RECIPE, SMALL_RECIPE_ARGS
+from conftest import SMALL_RECIPE, SMALL_RECIPE_ARGS, SMALL_ZOO
 
 # Gold answers are at most ~16 tokens; unlearned models babble to the limit, so tests cap it.
 FAST_GEN = 24
-ZOO = {"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}
+ZOO = dict(SMALL_ZOO)
 
 
 @pytest.fixture(scope="module")

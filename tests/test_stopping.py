@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_RECIPE, SMALL_ZOO
 from mmu_bench.errors import MMUError
 from mmu_bench.protocols import make_context
 from mmu_bench.stopping import StopRule
@@ -98,7 +98,7 @@ def test_run_records_the_rule_in_its_own_directory(small_zoo, cache_dir, tmp_pat
     from mmu_bench.run import RunSpec, run
 
     o = run(RunSpec(method="ga", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
-                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps},
+                    zoo=dict(SMALL_ZOO),
                     stop_at="forget=0.3,every=5,budget=100"))
     assert o.path.parts[-3] == "static-stopforget0.3e5b100"
     assert o.metrics["stop.reached"] == 1.0 and o.metrics["stop.steps"] == o.doc["method"]["steps"]
@@ -112,7 +112,7 @@ def test_tune_is_seeded_resumable_and_scores_validation_only(small_zoo, cache_di
     from mmu_bench.tuning import tune
 
     bench = {"world_size": 20, "cache_dir": str(cache_dir), "progress": False,
-             "zoo": {"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}}
+             "zoo": dict(SMALL_ZOO)}
     rule = StopRule(target=0.3, every=5, budget=40)
     first = tune("ga", "visual", trials=2, seed=0, stop=rule, out=tmp_path / "a", benchmark_kwargs=bench, progress=False)
     assert [t["number"] for t in first.trials] == [0, 1]
@@ -200,7 +200,7 @@ def test_a_labelled_run_names_its_row(small_zoo, cache_dir, tmp_path):
     from mmu_bench.run import RunSpec, run
 
     o = run(RunSpec(method="ga", world_size=20, cache_dir=str(cache_dir), out=str(tmp_path), progress=False,
-                    zoo={"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps},
+                    zoo=dict(SMALL_ZOO),
                     hyper={"lr": 1e-4, "steps": 3}, label="tuned"))
     assert o.path.parts[-4] == "ga-tuned"
     (rec,) = collect([tmp_path])

@@ -9,13 +9,13 @@ import pytest
 
 from mmu_bench.sweep import SweepSpec, sweep
 
-from conftest import SMALL_RECIPE
+from conftest import SMALL_RECIPE_ARGS, SMALL_ZOO
 
 
 def _spec(cache_dir, out, methods, seeds=(0,)):
     return SweepSpec(methods=list(methods), seeds=list(seeds), common={
         "out": str(out), "world_size": 20, "cache_dir": str(cache_dir), "progress": False, "max_new_tokens": 24,
-        "zoo": {"base_steps": SMALL_RECIPE.base_steps, "finetune_steps": SMALL_RECIPE.finetune_steps}})
+        "zoo": dict(SMALL_ZOO)})
 
 
 def test_grid_expansion():
@@ -70,15 +70,13 @@ def test_sweep_cli_exit_code_and_summary(cache_dir, small_zoo, tmp_path, capsys)
     from mmu_bench.cli import main
 
     rc = main(["-q", "sweep", "--methods", "retrain,retrian", "--size", "20", "--cache-dir", str(cache_dir),
-               "--zoo-set", f"base_steps={SMALL_RECIPE.base_steps}", "--zoo-set",
-               f"finetune_steps={SMALL_RECIPE.finetune_steps}", "--max-new-tokens", "24", "--out", str(tmp_path)])
+               *SMALL_RECIPE_ARGS, "--max-new-tokens", "24", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert rc == 2  # a mistyped name is refused before any run starts
     assert "unknown method 'retrian'. Did you mean 'retrain'?" in captured.err
     assert not list(tmp_path.rglob("metrics.json"))
     rc = main(["-q", "sweep", "--methods", "retrain", "--size", "20", "--cache-dir", str(cache_dir),
-               "--zoo-set", f"base_steps={SMALL_RECIPE.base_steps}", "--zoo-set",
-               f"finetune_steps={SMALL_RECIPE.finetune_steps}", "--max-new-tokens", "24", "--out", str(tmp_path)])
+               *SMALL_RECIPE_ARGS, "--max-new-tokens", "24", "--out", str(tmp_path)])
     assert rc == 0 and "sweep: 1 ran, 0 reused, 0 diverged, 0 failed" in capsys.readouterr().out
 
 
