@@ -240,7 +240,8 @@ class LlavaAdapter:
                 batch = self.collate(enc, with_targets=False, left_pad=True)
                 attn = batch["attention_mask"]
                 pos = (attn.cumsum(-1) - 1).clamp(min=0)
-                out = self.model(**batch, position_ids=pos, use_cache=True)
+                # only the last prompt position's logits are used: the LM head skips the rest
+                out = self.model(**batch, position_ids=pos, use_cache=True, logits_to_keep=1)
                 first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(k, 0)
                 cache = out.cache
                 cache.batch_repeat_interleave(k)

@@ -23,12 +23,19 @@ that one process does while the others wait goes inside :func:`local` (see there
 One process (no launcher) is untouched: :func:`shard` returns its input, the engine reduces
 nothing, and results are bit-identical to a run without this module.
 
-The process group is set up by accelerate (``PartialState``: NCCL on GPUs, gloo on CPUs) the first
-time :func:`init` runs under a launcher. On a CPU-only machine ``accelerate launch --cpu`` starts
-ONE process; use ``--multi_gpu --num_processes N`` (it spawns N processes; gloo is picked here
-when there is no GPU) or ``torchrun --nproc_per_node N``.
+Everything here runs on accelerate: one :class:`accelerate.Accelerator` per process
+(:func:`accelerator`) sets up the process group (NCCL on GPUs, gloo on CPUs), the device and
+mixed precision (bf16 autocast on a CUDA GPU that has it); the engine backpropagates, clips and
+steps through it; sharding is ``PartialState.split_between_processes``, the reductions and
+broadcasts are ``accelerate.utils.reduce`` / ``broadcast``, the OOM retry is
+``accelerate.utils.find_executable_batch_size``. What is ours: the example weighting of the
+gradient average (accelerate's DDP averages processes equally and needs the forward to run
+through a wrapped model, while methods here call parts of the model directly) and :func:`local`.
+On a CPU-only machine ``accelerate launch --cpu`` starts ONE process; use ``--multi_gpu
+--num_processes N`` (it spawns N processes; gloo is picked when there is no GPU) or
+``torchrun --nproc_per_node N``.
 
-Also here: :func:`enable_gradient_checkpointing`, :func:`auto_batch_size` (halve on CUDA OOM),
+Also here: :func:`enable_gradient_checkpointing`, :func:`auto_batch_size` (halve on OOM),
 :func:`resolve_device` (what ``--device`` maps to; ``--dtype`` is
 ``mmu_bench.families.resolve_dtype``).
 """
@@ -41,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from .errors import MMUError
@@ -57,18 +63,43 @@ def launched() -> bool:
     return any(int(os.environ.get(k, "1") or 1) > 1 for k in _LAUNCHER_ENV)
 
 
+_ACCELERATOR = None
+
+
+def accelerator():
+    """This process's :class:`accelerate.Accelerator` (made on first use, then shared).
+
+    Under a launcher, making it joins the process group. ``cpu=True`` without a GPU makes
+    accelerate pick gloo (without it, a CPU-only launch gets no backend). ``split_batches``: a
+    step's batch is the GLOBAL batch, split over processes, so the scheduler steps once per step
+    whatever the number of processes. bf16 autocast only on a CUDA GPU that supports it.
+    """
+    global _ACCELERATOR
+    if _ACCELERATOR is None:
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration
+
+        cuda = torch.cuda.is_available()
+        _ACCELERATOR = Accelerator(cpu=not cuda, device_placement=False,
+                                   mixed_precision="bf16" if cuda and torch.cuda.is_bf16_supported() else "no",
+                                   dataloader_config=DataLoaderConfiguration(split_batches=True))
+    return _ACCELERATOR
+
+
 def init() -> None:
     """Join the process group the launcher prepared (no-op for a single process or if done)."""
-    if not dist.is_available() or dist.is_initialized() or not launched():
-        return
+    if launched():
+        accelerator()
+
+
+def _state():
     from accelerate import PartialState
 
-    # cpu=True makes accelerate pick gloo; without it, a CPU-only launch gets no backend.
-    PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=not torch.cuda.is_available())  # shared state: the same as accelerator()'s
 
 
 def _grouped() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return launched() and _state().num_processes > 1
 
 
 _LOCAL = 0
@@ -97,42 +128,34 @@ def local() -> Iterator[None]:
 
 def world_size() -> int:
     """Processes training together (1 without a launcher, or inside :func:`local`)."""
-    return dist.get_world_size() if active() else 1
+    return _state().num_processes if active() else 1
 
 
 def rank() -> int:
     """This process's index among them (0 without a launcher, or inside :func:`local`)."""
-    return dist.get_rank() if active() else 0
+    return _state().process_index if active() else 0
 
 
 def is_main_process() -> bool:
     """Rank 0 of the launch (also inside :func:`local`): the one that prints and writes files."""
-    return not _grouped() or dist.get_rank() == 0
+    return not _grouped() or _state().is_main_process
 
 
 def barrier() -> None:
     """Wait for every process of the launch (no-op for one process)."""
     if _grouped():
-        dist.barrier()
+        _state().wait_for_everyone()
 
 
 @contextlib.contextmanager
 def main_process_first() -> Iterator[None]:
     """Rank 0 runs the body first (e.g. builds and caches a zoo model), then the others (which
     then find it in the cache). One process: just runs the body."""
-    if not is_main_process():
-        barrier()
-    try:
+    if not _grouped():
         yield
-    finally:
-        if is_main_process():
-            barrier()
-
-
-def _comm_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+        return
+    with _state().main_process_first():
+        yield
 
 
 # ------------------------------------------------------------------ sharding a step
@@ -158,30 +181,23 @@ def step_scope() -> Iterator[StepShare]:
         _STEP = outer
 
 
-def shard_bounds(n: int, world: int, r: int) -> tuple[int, int]:
-    """[start, end) of rank ``r``'s contiguous part of ``n`` examples (sizes differ by <= 1)."""
-    base, extra = divmod(n, world)
-    start = r * base + min(r, extra)
-    return start, start + base + (1 if r < extra else 0)
-
-
 def shard(batch: T) -> T:
-    """This process's part of a global batch (a list, tuple, tensor or anything sliceable).
+    """This process's part of a global batch (a list, tuple or tensor): accelerate's
+    ``split_between_processes``, a contiguous slice, sizes differing by at most one.
 
-    One process: returns ``batch`` itself. Several: a contiguous slice, and the number of examples
-    is recorded for the engine's gradient weighting.
+    One process: returns ``batch`` itself. Several: the slice, and the number of examples is
+    recorded for the engine's gradient weighting.
     """
-    world = world_size()
-    if world == 1:
+    if world_size() == 1:
         return batch
     n = len(batch)  # type: ignore[arg-type]
-    if n < world:
-        raise MMUError(f"a batch of {n} examples cannot be split over {world} processes; "
-                       f"use a batch size of at least {world}")
-    start, end = shard_bounds(n, world, rank())
-    if _STEP is not None and not _STEP.overridden:
-        _STEP.count += end - start
-    return batch[start:end]  # type: ignore[index]
+    if n < world_size():
+        raise MMUError(f"a batch of {n} examples cannot be split over {world_size()} processes; "
+                       f"use a batch size of at least {world_size()}")
+    with _state().split_between_processes(batch) as part:
+        if _STEP is not None and not _STEP.overridden:
+            _STEP.count += len(part)
+        return part
 
 
 def weigh(count: float) -> None:
@@ -193,6 +209,10 @@ def weigh(count: float) -> None:
 
 
 # ------------------------------------------------------------------ collectives used by the engine
+def _device() -> torch.device:
+    return _state().device  # NCCL needs CUDA tensors; gloo takes CPU ones
+
+
 def reduce_loss(value: float, count: float) -> tuple[float, float]:
     """(global loss, this process's gradient weight) from each process's loss and share.
 
@@ -200,74 +220,52 @@ def reduce_loss(value: float, count: float) -> tuple[float, float]:
     processes are averaged. A non-finite loss anywhere makes the global loss non-finite, so every
     process sees the divergence at the same step.
     """
+    from accelerate.utils import reduce
+
     count = count if count > 0 else 1.0
-    t = torch.tensor([value * count, count], dtype=torch.float64, device=_comm_device())
-    dist.all_reduce(t)
+    t = reduce(torch.tensor([value * count, count], dtype=torch.float64, device=_device()), "sum")
     total = float(t[1])
     return float(t[0]) / total, count / total
 
 
-BUCKET_ELEMS = 1 << 25  # gradient elements per all-reduce (128 MB of float32)
-
-
-def all_reduce_gradients(params: Sequence[nn.Parameter], weight: float, bucket_elems: int | None = None) -> None:
+def reduce_gradients(params: Sequence[nn.Parameter], weight: float) -> None:
     """Replace every gradient by the weighted sum over processes (sum of weights = 1).
 
     A parameter that got no gradient on any process keeps ``grad=None`` (AdamW skips it, as a
     single process would); one that got a gradient elsewhere gets zeros here before the sum.
-    Reduced in float32 buckets of at most ``bucket_elems`` (default ``BUCKET_ELEMS``) elements.
     """
-    bucket_elems = bucket_elems or BUCKET_ELEMS
-    dev = _comm_device()
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=dev)
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)
+    from accelerate.utils import reduce
+
+    dev = _device()
+    has = reduce(torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=dev), "sum")
     grads = []
     for p, h in zip(params, has.tolist()):
-        if h:
+        if h > 0:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             grads.append(p.grad)
-    for bucket in _buckets(grads, bucket_elems):
-        flat = torch.cat([g.reshape(-1).to(dev, torch.float32) for g in bucket]) * weight
-        dist.all_reduce(flat)
-        offset = 0
-        for g in bucket:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-
-def _buckets(tensors: list[torch.Tensor], limit: int) -> Iterator[list[torch.Tensor]]:
-    """Consecutive groups of tensors of at most ``limit`` elements (a bigger tensor alone)."""
-    bucket: list[torch.Tensor] = []
-    size = 0
-    for t in tensors:
-        if bucket and size + t.numel() > limit:
-            yield bucket
-            bucket, size = [], 0
-        bucket.append(t)
-        size += t.numel()
-    if bucket:
-        yield bucket
+    summed = reduce([g.to(dev, torch.float32) * weight for g in grads], "sum")
+    for g, s in zip(grads, summed):
+        g.copy_(s)
 
 
 def broadcast_parameters(params: Sequence[nn.Parameter]) -> None:
     """Copy rank 0's values of ``params`` to every process (a guard against different starts)."""
-    dev = _comm_device()
+    from accelerate.utils import broadcast
+
     with torch.no_grad():
-        for p in params:
-            t = p.data.to(dev)
-            dist.broadcast(t, src=0)
-            if t.data_ptr() != p.data.data_ptr():
-                p.data.copy_(t)
+        values = broadcast([p.data.to(_device()) for p in params], from_process=0)
+        for p, v in zip(params, values):
+            p.data.copy_(v)
 
 
 def agree(flag: bool) -> bool:
     """Rank 0's value of ``flag`` on every process (decisions such as stopping rules)."""
     if not active():
         return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
-    dist.broadcast(t, src=0)
-    return bool(t.item())
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(torch.tensor([1.0 if flag else 0.0], device=_device()), from_process=0).item())
 
 
 # ------------------------------------------------------------------ devices, memory
@@ -313,36 +311,32 @@ def enable_gradient_checkpointing(model: Any, enabled: bool = True) -> nn.Module
     return base
 
 
-def is_oom(exc: BaseException) -> bool:
-    """A CUDA out-of-memory error (the typed one, or an older RuntimeError saying so)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower() and "cuda" in str(exc).lower()
-
-
 def auto_batch_size(fn: Callable[[int], T], start: int, minimum: int = 1,
                     on_retry: Callable[[int, int], None] | None = None) -> T:
-    """``fn(batch_size)``, halving the batch size on CUDA out-of-memory and retrying.
+    """``fn(batch_size)``, halving the batch size on out-of-memory and retrying
+    (accelerate's ``find_executable_batch_size``: CUDA, XPU, NPU and CPU allocator OOMs).
 
-    Starts at ``start``; after an OOM frees the CUDA cache, halves (never below ``minimum``) and
+    Starts at ``start``; after an OOM frees the device cache, halves (never below ``minimum``) and
     calls ``fn`` again from scratch; an OOM at ``minimum`` is raised. ``on_retry(old, new)`` is told
     each reduction (e.g. to print it). Errors other than OOM propagate at once.
     Example: ``metrics, samples = auto_batch_size(lambda b: evaluate(adapter, tasks,
     EvalConfig(batch_size=b)), start=64)``.
     """
+    from accelerate.utils import find_executable_batch_size
+
     if start < 1 or minimum < 1:
         raise MMUError(f"auto_batch_size needs start >= 1 and minimum >= 1; got {start}, {minimum}")
     size = start
-    while True:
-        try:
-            return fn(size)
-        except Exception as e:  # noqa: BLE001 - re-raised unless it is an OOM
-            if not is_oom(e) or size <= minimum:
-                raise
-        # Out of the except block, so the exception's frames (and their tensors) are released.
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+
+    def halve() -> int:
+        nonlocal size
+        if size <= minimum:
+            raise  # noqa: PLE0704 - called while the OOM is being handled: re-raise it
         new = max(minimum, size // 2)
         if on_retry is not None:
             on_retry(size, new)
         size = new
+        return new
+
+    return find_executable_batch_size(lambda batch_size: fn(batch_size), starting_batch_size=start,
+                                      reduce_batch_size_fn=halve)()

@@ -1,6 +1,7 @@
 """The shared training engine: AdamW, warmup + cosine decay (transformers' schedulers), gradient
-clipping, seeded batching (transformers' ``set_seed``), device selection (CUDA + bf16 autocast when
-present), progress bar, divergence detection.
+clipping, seeded batching (transformers' ``set_seed``), progress bar, divergence detection, all on
+``accelerate.Accelerator`` (mmu_bench/distributed.py): its autocast (bf16 on a CUDA GPU that has
+it), backward, gradient clipping and wrapped optimizer / scheduler.
 
 Every method and the model zoo train through :func:`train`. A method supplies a loss function of
 the step and the parameters to train; two hooks let it change a step without touching the engine:
@@ -9,7 +10,8 @@ the step and the parameters to train; two hooks let it change a step without tou
   clipping and the optimizer step; may edit ``p.grad`` in place (MMUnlearner's saliency mask).
 - ``after_step(param, update)``: each parameter's optimizer update (new - old) -> the update to
   apply instead (CVF's null-space projection). Only this hook makes the engine keep a copy of the
-  trained weights before the step.
+  trained weights on their device; the copy that lets a diverged run go back one step
+  (``restore_on_divergence``) lives in CPU memory when the weights are on an accelerator.
 
 Under ``accelerate launch`` with several processes the same call trains data-parallel: each
 process computes its part of every global batch (a loss function takes it with
@@ -19,6 +21,7 @@ runs identically everywhere. See mmu_bench/distributed.py. One process: unchange
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -45,8 +48,9 @@ class TrainConfig:
         seed: seeds python, numpy and torch before training.
         progress: show a progress bar.
         desc: progress-bar label.
-        restore_on_divergence: keep a copy of the trained parameters before each update so that a
-            non-finite loss leaves the model at the last state whose loss was finite.
+        restore_on_divergence: keep a copy of the trained parameters before each update (in CPU
+            memory when they are on an accelerator; shared with ``after_step``'s copy otherwise) so
+            that a non-finite loss leaves the model at the last state whose loss was finite.
     """
 
     steps: int = 100
@@ -98,9 +102,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
 
 
 def autocast_for(device: torch.device):
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+    """The accelerator's autocast (bf16 on a CUDA GPU that has it) for work on ``device``; none on CPU."""
+    return distributed.accelerator().autocast() if device.type == "cuda" else contextlib.nullcontext()
 
 
 def train(
@@ -131,7 +134,7 @@ def train(
     if not params:
         raise ValueError("no trainable parameters")
     device = device or params[0].device
-    distributed.init()
+    acc = distributed.accelerator()
     parallel = distributed.active()
     if parallel:
         distributed.broadcast_parameters(params)
@@ -139,52 +142,58 @@ def train(
     groups = optimizer_groups or [{"params": params, "weight_decay": cfg.weight_decay}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
     sched = make_scheduler(opt, cfg)
+    opt, sched = acc.prepare(opt, sched)
     result = TrainResult(steps=0)
     bar = tqdm(range(cfg.steps), desc=cfg.desc, disable=not cfg.progress or not distributed.is_main_process(),
                leave=False, mininterval=0.5)
+    # The weights before the step: on their device when after_step needs the update (new - old),
+    # else only for restore_on_divergence, in CPU memory when the weights are on an accelerator.
+    keep_on = device if after_step is not None or device.type == "cpu" else torch.device("cpu")
     previous: list[torch.Tensor] | None = None
-    for step in bar:
-        with autocast_for(device), distributed.step_scope() as share:
-            loss = loss_fn(step)
-        value = float(loss.detach())
-        if parallel:
-            value, weight = distributed.reduce_loss(value, share.count)
-        if not math.isfinite(value):
-            if previous is not None:
-                # The parameters now give a non-finite loss: go back one update, to the last
-                # state whose loss was finite.
+    try:
+        for step in bar:
+            with acc.autocast(), distributed.step_scope() as share:
+                loss = loss_fn(step)
+            value = float(loss.detach())
+            if parallel:
+                value, weight = distributed.reduce_loss(value, share.count)
+            if not math.isfinite(value):
+                if previous is not None:
+                    # The parameters now give a non-finite loss: go back one update, to the last
+                    # state whose loss was finite.
+                    with torch.no_grad():
+                        for p, prev in zip(params, previous):
+                            p.copy_(prev)
+                raise Diverged(step, value)
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if parallel:
+                distributed.reduce_gradients(params, weight)
+            if before_step is not None:
+                before_step(params)
+            if cfg.grad_clip > 0:
+                # torch's clip after the accelerator unscales (fp16); accelerate's own clip_grad_norm_
+                # takes the norm of the per-mesh norms, which moves the last bit of one process's runs
+                acc.unscale_gradients()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if cfg.restore_on_divergence or after_step is not None:
+                previous = [p.detach().to(keep_on, copy=True) for p in params]
+            opt.step()
+            if after_step is not None:
                 with torch.no_grad():
-                    for p, prev in zip(params, previous):
-                        p.copy_(prev)
-            bar.close()
-            raise Diverged(step, value)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if parallel:
-            distributed.all_reduce_gradients(params, weight)
-        if before_step is not None:
-            before_step(params)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        if cfg.restore_on_divergence:
-            previous = [p.detach().clone() for p in params]
-        if after_step is None:
-            opt.step()
-        else:
-            old = previous or [p.detach().clone() for p in params]  # one copy serves both
-            opt.step()
-            with torch.no_grad():
-                for p, o in zip(params, old):
-                    p.copy_(o + after_step(p, p - o))
-        sched.step()
-        result.losses.append(value)
-        result.steps = step + 1
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{value:.3f}")
-        if should_stop is not None and distributed.agree(should_stop(step)):
-            result.stopped_early = True
-            break
-    bar.close()
+                    for p, o in zip(params, previous):
+                        p.copy_(o + after_step(p, p - o))
+            sched.step()
+            result.losses.append(value)
+            result.steps = step + 1
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{value:.3f}")
+            if should_stop is not None and distributed.agree(should_stop(step)):
+                result.stopped_early = True
+                break
+    finally:
+        bar.close()
+        acc.free_memory()  # the accelerator forgets this run's optimizer and scheduler
     return result
 
 
