@@ -48,6 +48,9 @@ class TrainConfig:
         seed: seeds python, numpy and torch before training.
         progress: show a progress bar.
         desc: progress-bar label.
+        accumulation_steps: micro-batches per optimizer step. ``loss_fn(step)`` is called this many
+            times (each draws its own batch) and the gradients add up, each loss divided by the
+            count: the step's batch is that many times the method's, memory that of one.
         restore_on_divergence: keep a copy of the trained parameters before each update (in CPU
             memory when they are on an accelerator; shared with ``after_step``'s copy otherwise) so
             that a non-finite loss leaves the model at the last state whose loss was finite.
@@ -63,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     desc: str = "train"
+    accumulation_steps: int = 1
     restore_on_divergence: bool = True
 
 
@@ -151,24 +155,32 @@ def train(
     keep_on = device if after_step is not None or device.type == "cpu" else torch.device("cpu")
     previous: list[torch.Tensor] | None = None
     try:
+        k = cfg.accumulation_steps
+        if k < 1:
+            raise ValueError(f"accumulation_steps must be >= 1, got {k}")
         for step in bar:
-            with acc.autocast(), distributed.step_scope() as share:
-                loss = loss_fn(step)
-            value = float(loss.detach())
-            if parallel:
-                value, weight = distributed.reduce_loss(value, share.count)
-            if not math.isfinite(value):
-                if previous is not None:
-                    # The parameters now give a non-finite loss: go back one update, to the last
-                    # state whose loss was finite.
-                    with torch.no_grad():
-                        for p, prev in zip(params, previous):
-                            p.copy_(prev)
-                raise Diverged(step, value)
             opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
+            value, weights = 0.0, []
+            for _ in range(k):
+                with acc.autocast(), distributed.step_scope() as share:
+                    loss = loss_fn(step)
+                part = float(loss.detach())
+                if parallel:
+                    part, w = distributed.reduce_loss(part, share.count)
+                    weights.append(w)
+                if not math.isfinite(part):
+                    if previous is not None:
+                        # The parameters now give a non-finite loss: go back one update, to the
+                        # last state whose loss was finite.
+                        with torch.no_grad():
+                            for p, prev in zip(params, previous):
+                                p.copy_(prev)
+                    raise Diverged(step, part)
+                acc.backward(loss / k if k > 1 else loss)
+                value += part / k if k > 1 else part
             if parallel:
-                distributed.reduce_gradients(params, weight)
+                # exact when every micro-batch splits over the processes in the same proportions
+                distributed.reduce_gradients(params, sum(weights) / len(weights))
             if before_step is not None:
                 before_step(params)
             if cfg.grad_clip > 0:

@@ -189,6 +189,8 @@ class GradientHyper(Hyper):
     steps: int = hp(40, "optimizer steps", min=1)
     lr: float = hp(2e-4, "peak learning rate (warmup then cosine decay)", gt=0, search=LogUniform(2e-5, 2e-3))
     batch_size: int = hp(16, "forget examples per step (and retain examples, for methods that use them)", min=1)
+    accumulation_steps: int = hp(1, "micro-batches of batch_size per optimizer step (gradient accumulation: "
+                                    "the step's batch is this many times batch_size, memory that of one)", min=1)
     trainable: Trainable = hp("auto", "which part trains: auto (the setting's: vision in visual, llm in full) "
                                       "| llm | vision (tower + projector) | all")
     lora: bool = hp(False, "train LoRA adapters (peft) on the LLM's linear layers instead of full weights "
@@ -318,7 +320,7 @@ class GradientMethod(Method):
             result = train(params, loss_fn,
                            TrainConfig(steps=steps, lr=h.lr, warmup=h.warmup, grad_clip=h.grad_clip,
                                        weight_decay=h.weight_decay, seed=context.seed, progress=context.progress,
-                                       desc=f"unlearn {self.name}"),
+                                       desc=f"unlearn {self.name}", accumulation_steps=h.accumulation_steps),
                            device=model.device,
                            after_step=self.after_step if self._overrides("after_step") else None,
                            before_step=self.before_step if self._overrides("before_step") else None,

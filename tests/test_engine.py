@@ -124,3 +124,30 @@ def test_mixture_sampler_shares_and_coverage():
     again = MixtureSampler([(list(range(10)), 0.75), (list(range(100, 104)), 0.25)], batch_size=8, seed=0)
     s2 = MixtureSampler([(list(range(10)), 0.75), (list(range(100, 104)), 0.25)], batch_size=8, seed=0)
     assert [again.next() for _ in range(3)] == [s2.next() for _ in range(3)]
+
+
+def test_accumulation_steps_equal_one_step_on_the_whole_batch():
+    # two micro-batches of 4 per step train like one batch of 8 made of the same examples
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 8, generator=g)
+    y = x @ torch.arange(8.0).unsqueeze(1)
+    whole, parts = _toy(), _toy()
+    calls = []
+
+    def big(step):
+        b = slice(8 * step, 8 * step + 8)
+        return (whole(x[b]) - y[b]).pow(2).mean()
+
+    def micro(step):
+        calls.append(step)
+        i = 8 * step + 4 * (calls.count(step) - 1)
+        return (parts(x[i:i + 4]) - y[i:i + 4]).pow(2).mean()
+
+    cfg = dict(steps=5, lr=0.05, progress=False)
+    ra = train(list(whole.parameters()), big, TrainConfig(**cfg))
+    rb = train(list(parts.parameters()), micro, TrainConfig(**cfg, accumulation_steps=2))
+    assert calls == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # loss_fn twice per optimizer step
+    assert rb.steps == 5 and rb.losses == pytest.approx(ra.losses, rel=1e-6)
+    assert torch.allclose(whole.weight, parts.weight, atol=1e-6)
+    with pytest.raises(ValueError, match="accumulation_steps must be >= 1"):
+        train(list(parts.parameters()), micro, TrainConfig(**cfg, accumulation_steps=0))
