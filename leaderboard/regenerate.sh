@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Regenerate the whole built-in leaderboard from the committed specs (2 cores: --jobs 2).
+# Regenerate the whole built-in leaderboard from the committed specs. JOBS (default 2, for 2 cores)
+# runs that many runs at a time, one torch thread each: JOBS=16 leaderboard/regenerate.sh on 16 cores.
 # Each step is resumable: finished runs and tuning trials are reused. Prints each step's wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1  # tiny models: one thread per worker, two workers
+export OMP_NUM_THREADS=1  # tiny models: one thread per worker
+JOBS=${JOBS:-2}
 step() { local t0=$SECONDS; echo "== $*"; "$@"; echo "== $(( SECONDS - t0 )) s: $*"; }
 METHODS=cvf,ga,ga_diff,kl_min,npo,simnpo,idkdpo,rmu,mmunlearner
-step mmu-bench sweep --spec leaderboard/sweep.yaml --jobs 2      # default hyper-parameters, fixed steps, both settings
-step mmu-bench sweep --spec leaderboard/attacks.yaml --jobs 2    # robustness: every method x every attack
-step mmu-bench sweep --spec leaderboard/matched.yaml --jobs 2    # one stopping rule for all, plus CVF's ablations
-step mmu-bench tune --method "$METHODS" --trials 8 --jobs 2 --out leaderboard/tuning  # the same budget for every method (two methods at a time)
-step mmu-bench sweep --spec leaderboard/tuned.yaml --jobs 2      # the tuned rows under the same rule
+step mmu-bench sweep --spec leaderboard/sweep.yaml --jobs "$JOBS"      # default hyper-parameters, fixed steps, both settings
+step mmu-bench sweep --spec leaderboard/attacks.yaml --jobs "$JOBS"    # robustness: every method x every attack
+step mmu-bench sweep --spec leaderboard/matched.yaml --jobs "$JOBS"    # one stopping rule for all, plus CVF's ablations
+step mmu-bench tune --method "$METHODS" --trials 8 --jobs "$JOBS" --out leaderboard/tuning  # the same budget for every method (JOBS methods at a time)
+step mmu-bench sweep --spec leaderboard/tuned.yaml --jobs "$JOBS"      # the tuned rows under the same rule
 step mmu-bench leaderboard runs-leaderboard --tuning leaderboard/tuning \
     --title "mmu-bench leaderboard: built-in synthetic benchmark" \
     --out leaderboard/LEADERBOARD.md --out leaderboard/leaderboard.csv --out leaderboard/leaderboard.tex \
