@@ -184,8 +184,8 @@ def train(
             if before_step is not None:
                 before_step(params)
             if cfg.grad_clip > 0:
-                # torch's clip after the accelerator unscales (fp16); accelerate's own clip_grad_norm_
-                # takes the norm of the per-mesh norms, which moves the last bit of one process's runs
+                # torch's clip after the accelerator unscales (fp16): the exact computation of the
+                # engine before accelerate (accelerate's clip_grad_norm_ adds a norm of per-mesh norms)
                 acc.unscale_gradients()
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             if cfg.restore_on_divergence or after_step is not None:
