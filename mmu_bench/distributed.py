@@ -188,12 +188,13 @@ def shard(batch: T) -> T:
     One process: returns ``batch`` itself. Several: the slice, and the number of examples is
     recorded for the engine's gradient weighting.
     """
-    if world_size() == 1:
+    world = world_size()
+    if world == 1:
         return batch
     n = len(batch)  # type: ignore[arg-type]
-    if n < world_size():
-        raise MMUError(f"a batch of {n} examples cannot be split over {world_size()} processes; "
-                       f"use a batch size of at least {world_size()}")
+    if n < world:
+        raise MMUError(f"a batch of {n} examples cannot be split over {world} processes; "
+                       f"use a batch size of at least {world}")
     with _state().split_between_processes(batch) as part:
         if _STEP is not None and not _STEP.overridden:
             _STEP.count += len(part)
@@ -338,5 +339,6 @@ def auto_batch_size(fn: Callable[[int], T], start: int, minimum: int = 1,
         size = new
         return new
 
+    # a plain one-argument function: accelerate inspects its signature
     return find_executable_batch_size(lambda batch_size: fn(batch_size), starting_batch_size=start,
                                       reduce_batch_size_fn=halve)()

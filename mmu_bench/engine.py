@@ -1,7 +1,7 @@
 """The shared training engine: AdamW, warmup + cosine decay (transformers' schedulers), gradient
 clipping, seeded batching (transformers' ``set_seed``), progress bar, divergence detection, all on
 ``accelerate.Accelerator`` (mmu_bench/distributed.py): its autocast (bf16 on a CUDA GPU that has
-it), backward, gradient clipping and wrapped optimizer / scheduler.
+it), backward, gradient unscaling and wrapped optimizer / scheduler.
 
 Every method and the model zoo train through :func:`train`. A method supplies a loss function of
 the step and the parameters to train; two hooks let it change a step without touching the engine:
@@ -137,6 +137,9 @@ def train(
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
+    if cfg.accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be >= 1, got {cfg.accumulation_steps}")
+    k = cfg.accumulation_steps
     device = device or params[0].device
     acc = distributed.accelerator()
     parallel = distributed.active()
@@ -155,14 +158,11 @@ def train(
     keep_on = device if after_step is not None or device.type == "cpu" else torch.device("cpu")
     previous: list[torch.Tensor] | None = None
     try:
-        k = cfg.accumulation_steps
-        if k < 1:
-            raise ValueError(f"accumulation_steps must be >= 1, got {k}")
         for step in bar:
             opt.zero_grad(set_to_none=True)
             value, weights = 0.0, []
             for _ in range(k):
-                with acc.autocast(), distributed.step_scope() as share:
+                with autocast_for(device), distributed.step_scope() as share:
                     loss = loss_fn(step)
                 part = float(loss.detach())
                 if parallel:
@@ -176,8 +176,8 @@ def train(
                             for p, prev in zip(params, previous):
                                 p.copy_(prev)
                     raise Diverged(step, part)
-                acc.backward(loss / k if k > 1 else loss)
-                value += part / k if k > 1 else part
+                acc.backward(loss / k)  # / 1 is exact: one micro-batch trains as before
+                value += part / k
             if parallel:
                 # exact when every micro-batch splits over the processes in the same proportions
                 distributed.reduce_gradients(params, sum(weights) / len(weights))
