@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the whole built-in leaderboard from the committed specs. JOBS (default 2, for 2 cores)
 # runs that many runs at a time, one torch thread each: JOBS=16 leaderboard/regenerate.sh on 16 cores.
-# Each step is resumable: finished runs and tuning trials are reused. Prints each step's wall time.
+# Each step is resumable: finished runs and tuning trials are reused, and their metrics.json and
+# config.json are committed (runs-leaderboard/), so a regeneration can span sessions. Prints each
+# step's wall time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1  # tiny models: one thread per worker
@@ -13,6 +15,7 @@ step mmu-bench sweep --spec leaderboard/attacks.yaml --jobs "$JOBS"    # robustn
 step mmu-bench sweep --spec leaderboard/matched.yaml --jobs "$JOBS"    # one stopping rule for all, plus CVF's ablations
 step mmu-bench tune --method "$METHODS" --trials 8 --jobs "$JOBS" --out leaderboard/tuning  # the same budget for every method (JOBS methods at a time)
 step mmu-bench sweep --spec leaderboard/tuned.yaml --jobs "$JOBS"      # the tuned rows under the same rule
+step mmu-bench sweep --spec leaderboard/scale.yaml --jobs "$JOBS"      # forget_5/15, continual, mia, full-setting attacks
 step mmu-bench leaderboard runs-leaderboard --tuning leaderboard/tuning \
     --title "mmu-bench leaderboard: built-in synthetic benchmark" \
     --out leaderboard/LEADERBOARD.md --out leaderboard/leaderboard.csv --out leaderboard/leaderboard.tex \

@@ -46,7 +46,7 @@ from mmu_bench.nullspace import Moments, build_projection, collect_moments, line
 
 @dataclass
 class CVFHyper(Hyper):
-    steps: int = hp(300, "maximum optimizer steps (the stopping rule usually ends earlier)", min=1)
+    steps: int = hp(450, "maximum optimizer steps (the stopping rule usually ends earlier)", min=1)
     lr: float = hp(3e-3, "peak learning rate (warmup then cosine decay); AdamW, weight decay 0", gt=0,
                    search=LogUniform(3e-4, 3e-2))
     batch_size: int = hp(16, "forget images per step", min=1)
@@ -60,7 +60,7 @@ class CVFHyper(Hyper):
     retain_weight: float = hp(1.0, "lambda_r, weight of the retain term", search=LogUniform(0.1, 10.0))
     nll_weight: float = hp(0.1, "lambda_nll, retain VQA NLL through the frozen LLM (0 turns it off); "
                                 "keeps retained answers right while the features move")
-    nll_batch_size: int = hp(32, "retain VQA items in the NLL term's batch (the NLL backpropagates through the "
+    nll_batch_size: int = hp(16, "retain VQA items in the NLL term's batch (the NLL backpropagates through the "
                                  "frozen LLM: the costly part of a step)", min=1)
     nll_every: int = hp(1, "compute the NLL term every k-th step only (its weight unchanged)", min=1)
     trainable: Literal["vision", "projector"] = hp("vision", "vision: tower + projector linears; projector: projector only")

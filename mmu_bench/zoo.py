@@ -99,11 +99,12 @@ class ZooRecipe:
             "suite,official" adds every item again in its benchmark's official evaluation layout
             (mmu_bench/official.py: few-shot letter classification, fill-in-the-blank,
             generation), with a context long enough for the few-shot prompts.
-        context_share: 0 (default) trains on bare questions only; > 0 adds this share of every
-            stage's items again inside a conversation (half after an instruction from
+        context_share: 0.25 (default) adds this share of every stage's items again inside a
+            conversation (half after an instruction from
             ``conversation.TRAIN_INSTRUCTIONS``, half after an earlier turn about another fact of
             the same subject), so the models answer what they know under a context and the
             prefix attack, whose instruction is held out, can tell knowing from not knowing.
+            0 trains on bare questions only (the zoo shipped before 0.2, key 351ebd70c5d58e55).
     """
 
     batch_size: int = 32
@@ -117,7 +118,7 @@ class ZooRecipe:
     lora_alpha: int = 32
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     prompt_styles: str = "suite"
-    context_share: float = 0.0
+    context_share: float = 0.25
 
     def fingerprint(self) -> dict:
         """What the zoo key hashes: the LoRA fields only when LoRA is on, so full-weight zoos keep

@@ -138,9 +138,9 @@ def test_the_shipped_zoo_matches_its_manifest_and_is_what_a_default_run_uses(tmp
     # --zoo local: the same recipe trained into the cache, its numbers cached apart
     local = Zoo(cache_dir=tmp_path, progress=False, device="cpu", weights="local")
     assert local.weights == "local" and local.key == zoo.key and local.root != zoo.root
-    # another recipe has no shipped zoo; the context recipe (the next default, staged) has one
+    # another recipe has no shipped zoo, the earlier bare-question default included
     assert Zoo(cache_dir=tmp_path, progress=False, recipe=ZooRecipe(seed=1)).weights == "local"
-    assert Zoo(cache_dir=tmp_path, progress=False, recipe=ZooRecipe(context_share=0.25)).weights == "pinned"
+    assert Zoo(cache_dir=tmp_path, progress=False, recipe=ZooRecipe(context_share=0)).weights == "local"
 
 
 def test_a_corrupt_shipped_file_is_an_error_not_a_silent_rebuild(tmp_path, small_zoo, monkeypatch):
