@@ -100,11 +100,11 @@ class ZooRecipe:
             (mmu_bench/official.py: few-shot letter classification, fill-in-the-blank,
             generation), with a context long enough for the few-shot prompts.
         context_share: 0.25 (default) adds this share of every stage's items again inside a
-            conversation (half after an instruction from
-            ``conversation.TRAIN_INSTRUCTIONS``, half after an earlier turn about another fact of
-            the same subject), so the models answer what they know under a context and the
-            prefix attack, whose instruction is held out, can tell knowing from not knowing.
-            0 trains on bare questions only (the zoo shipped before 0.2, key 351ebd70c5d58e55).
+            conversation (half after an instruction from ``conversation.TRAIN_INSTRUCTIONS``,
+            half after an earlier turn about another fact of the same subject), so the models
+            answer what they know under a context and the prefix attack, whose instruction is
+            held out, can tell knowing from not knowing. 0 trains on bare questions only (the
+            recipe of the zoo shipped before this one, key 351ebd70c5d58e55).
     """
 
     batch_size: int = 32
