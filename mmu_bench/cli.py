@@ -321,6 +321,9 @@ def _protocol_options(args) -> dict:
     names = {"requests": "requests", "relearn_steps": "relearn_steps", "relearn_fraction": "relearn_fraction",
              "attacks": "attacks", "matched_retention": "matched_retention"}
     opts = {k: getattr(args, a) for k, a in names.items() if getattr(args, a, None) is not None}
+    parts = (getattr(args, "protocol", None) or "").split("+")
+    if "attacks" in opts and len(parts) > 1:  # mia and attacks both take it: --attacks means the attacks part's
+        opts["attacks.attacks" if "attacks" in parts else "mia.attacks"] = opts.pop("attacks")
     return opts
 
 
@@ -421,13 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--setting", default="visual",
                    help="visual (default: forget the image route, keep text knowledge) | full (forget both) "
                         "(mmu-bench ls settings)")
-    r.add_argument("--protocol", default="static", help="static | continual | mia | relearn | attacks (mmu-bench ls protocols)")
+    r.add_argument("--protocol", default="static", help="static | continual | mia | relearn | attacks (mmu-bench ls protocols), or parts joined by '+' that share one unlearning: static+mia+attacks")
     r.add_argument("--relearn-steps", type=int, default=None, help="relearn: fine-tuning steps of the attack (default 30)")
     r.add_argument("--relearn-fraction", type=float, default=None,
                    help="relearn: fraction of forget entities the attack trains on (default 0.5)")
     r.add_argument("--attacks", default=None,
                    help="attacks: comma-separated attacks (default all: quant_int8, quant_int4, probe, paraphrase, "
-                        "permute, prefix, neighbours, consistency); mia: its MIA attacks")
+                        "permute, prefix, neighbours, consistency); mia: its MIA attacks; in a composed protocol "
+                        "(static+mia+attacks) the attacks part's")
     r.add_argument("--requests", type=int, default=None, help="continual: number of sequential requests (default 5)")
     r.add_argument("--forget-split", default="forget_10",
                    help="forget_5 | forget_10 | forget_15, a comma-separated list, or all (scalability)")

@@ -242,6 +242,10 @@ class Registry:
     def get(self, kind: str, name: str) -> Any:
         """The object registered as ``name``; an unknown name lists what exists and the closest match."""
         objects = self.registry(kind)
+        if kind == "protocols" and name not in objects and "+" in name:
+            from .protocols import compose  # static+mia+attacks: one unlearning, every part measured
+
+            return compose(name, lambda part: self.get(kind, part))
         try:
             return objects[name]
         except KeyError:

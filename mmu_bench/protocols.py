@@ -181,20 +181,25 @@ class MIAProtocol:
 
     def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True) -> ProtocolResult:
+        result = StaticProtocol().run(method, benchmark, split, seed, eval_cfg, progress)
+        self.extend(result, method, benchmark, split, seed, eval_cfg)
+        return result
+
+    def extend(self, result: ProtocolResult, method: Method, benchmark: BenchmarkSurface, split: str,
+               seed: int, eval_cfg: EvalConfig) -> None:
+        """Add membership inference against ``result.model`` to ``result`` (a composed protocol's
+        later part: ``static+mia``)."""
         from .mia import mia_metrics
 
-        model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
-        t0 = time.time()
-        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
         t1 = time.time()
         oracle = self.oracle_aucs(benchmark, split)
         mia_samples: list[dict] = []  # per-item attack scores: any AUC can be recomputed from samples.jsonl
-        metrics.update(mia_metrics(self._aucs(model, benchmark, split, mia_samples), oracle["retrain"],
-                                   oracle["retrain_visual"]))
-        samples = samples + mia_samples
-        return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
-                              {"unlearn": t_unlearn, "evaluate": round(t1 - t0, 2), "mia": round(time.time() - t1, 2)},
-                              {"oracle_auc": oracle}, model=model)
+        result.metrics = dict(sorted((result.metrics | mia_metrics(
+            self._aucs(result.model, benchmark, split, mia_samples), oracle["retrain"],
+            oracle["retrain_visual"])).items()))
+        result.samples = result.samples + mia_samples
+        result.timings["mia"] = round(time.time() - t1, 2)
+        result.details["oracle_auc"] = oracle
 
 
 def _sample_acc(samples: list[dict], split: str, entities: set | None = None) -> float:
@@ -414,3 +419,73 @@ class RelearnProtocol:
         return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged,
                               {"unlearn": t_unlearn, "evaluate+relearn": round(time.time() - t0, 2)},
                               {"attack_entities": sorted(attack), "held_back_entities": sorted(held)})
+
+
+class ComposedProtocol:
+    """``<first>+<part>+...`` (e.g. ``static+mia+attacks``): the first protocol unlearns and
+    evaluates once; every later part (one with an ``extend`` step: ``mia``, ``attacks``) measures
+    the same unlearned model. Same numbers as running the parts one by one (same seed, same
+    model), for the cost of one unlearning and one evaluation; the leaderboard files the run under
+    each part's table. An option goes to the part whose constructor takes it; ``<part>.<option>``
+    names the part where several take it (``attacks.attacks=quant_int8``)."""
+
+    parts: tuple = ()  # the part classes, set by :func:`compose`
+    name = ""
+    description = ""
+
+    def __init__(self, **options: Any):
+        import inspect
+
+        from .errors import MMUError
+
+        taken: dict[type, dict[str, Any]] = {cls: {} for cls in self.parts}
+        for key, value in options.items():
+            part, _, opt = key.rpartition(".")  # "mia.attacks": that part's option of that name
+            owners = [cls for cls in self.parts if (not part or cls.name == part)
+                      and opt in inspect.signature(cls.__init__).parameters]
+            if len(owners) != 1:
+                hint = f"; name the part: {', '.join(f'{c.name}.{opt}' for c in owners)}" if owners else ""
+                raise MMUError(f"protocol {self.name!r}: option {key!r} is taken by "
+                               f"{'none' if not owners else 'more than one'} of its parts "
+                               f"({', '.join(c.name for c in self.parts)}){hint}")
+            taken[owners[0]][opt] = value
+        self.instances = [cls(**taken[cls]) for cls in self.parts]
+
+    @classmethod
+    def columns(cls, setting) -> list[str]:
+        from .report import protocol_columns
+
+        out: list[str] = []
+        for part in cls.parts:
+            out += [k for k in protocol_columns(part.name, setting) if k not in out]
+        return out
+
+    def prepare(self, benchmark: BenchmarkSurface, split: str) -> None:
+        for part in self.instances:
+            if hasattr(part, "prepare"):
+                part.prepare(benchmark, split)
+
+    def run(self, method: Method, benchmark: BenchmarkSurface, split: str, seed: int, eval_cfg: EvalConfig,
+            progress: bool = True) -> ProtocolResult:
+        result = self.instances[0].run(method, benchmark, split, seed, eval_cfg, progress)
+        for part in self.instances[1:]:
+            part.extend(result, method, benchmark, split, seed, eval_cfg)
+        return result
+
+
+def compose(name: str, lookup: Callable[[str], Any]) -> type:
+    """The protocol class named ``a+b+...``: ``lookup`` finds each registered part. Later parts
+    need an ``extend`` step (they measure the first part's model, they do not unlearn)."""
+    from .errors import MMUError
+
+    names = name.split("+")
+    if len(set(names)) != len(names) or not all(names):
+        raise MMUError(f"protocol {name!r}: expected distinct protocol names joined by '+', e.g. static+mia+attacks")
+    parts = tuple(lookup(n) for n in names)
+    for n, cls in zip(names[1:], parts[1:]):
+        if not callable(getattr(cls, "extend", None)):
+            raise MMUError(f"protocol {name!r}: {n!r} cannot follow another protocol (it has no extend step); "
+                           f"parts after the first measure the model as it is, e.g. mia, attacks")
+    return type("ComposedProtocol", (ComposedProtocol,), {
+        "parts": parts, "name": name,
+        "description": f"{names[0]}, then {', '.join(names[1:])} on the same unlearned model"})

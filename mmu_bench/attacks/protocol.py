@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from ..evaluate import EvalConfig, evaluate
+from ..evaluate import EvalConfig
 from ..method import Method
 from . import make_attacks
 from .base import ORACLES, REFERENCE_MODELS, AttackContext
@@ -79,32 +79,35 @@ class AttacksProtocol:
 
     def run(self, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig,
             progress: bool = True):
-        from ..protocols import ProtocolResult, unlearn_once
+        from ..protocols import StaticProtocol
+
+        result = StaticProtocol().run(method, benchmark, split, seed, eval_cfg, progress)
+        self.extend(result, method, benchmark, split, seed, eval_cfg)
+        return result
+
+    def extend(self, result, method: Method, benchmark, split: str, seed: int, eval_cfg: EvalConfig) -> None:
+        """Run every attack on ``result.model`` and add its keys, timings, sanity rows and plot to
+        ``result`` (a composed protocol's later part: ``static+attacks``)."""
         from .probe import plot_probe
 
-        model, context, diverged, t_unlearn = unlearn_once(method, benchmark, split, seed, progress)
-        t0 = time.time()
-        metrics, samples = evaluate(model, benchmark.tasks(split), eval_cfg)
         t1 = time.time()
         ctx = self._context(benchmark, split, eval_cfg, seed)
         reference = self.reference(ctx)
-        t2 = time.time()
-        timings = {"unlearn": t_unlearn, "evaluate": round(t1 - t0, 2), "attack_reference": round(t2 - t1, 2)}
-        measured, sanity = {}, {}
+        result.timings["attack_reference"] = round(time.time() - t1, 2)
+        measured, sanity, metrics = {}, {}, {}
         for attack in self.attacks:
             ta = time.time()
-            measured[attack.name] = attack.measure(model, ctx)
-            timings[f"attack.{attack.name}"] = round(time.time() - ta, 2)
+            measured[attack.name] = attack.measure(result.model, ctx)
+            result.timings[f"attack.{attack.name}"] = round(time.time() - ta, 2)
             metrics.update({f"attack.{attack.name}.{k}": v for k, v in measured[attack.name].items()})
             sanity[attack.name] = attack.sanity(reference[attack.name], ctx.setting)
             if not sanity[attack.name]["ok"]:
                 print(f"mmu-bench: attack {attack.name!r} failed its sanity check on this zoo "
                       f"({'; '.join(sanity[attack.name]['problems'])}): its numbers say nothing about the method",
                       file=sys.stderr)
-        details = {"setting": ctx.setting, "oracle": ctx.oracle, "attacks": [a.name for a in self.attacks],
-                   "reference": reference, "sanity": sanity}
-        plots = {}
+        result.metrics = dict(sorted((result.metrics | metrics).items()))
+        result.details.update({"setting": ctx.setting, "oracle": ctx.oracle, "attacks": [a.name for a in self.attacks],
+                               "reference": reference, "sanity": sanity})
         if "probe" in measured:
-            plots["probe.png"] = lambda path: plot_probe(measured["probe"], reference["probe"], path, method.name, ctx.oracle)
-        return ProtocolResult(dict(sorted(metrics.items())), samples, context.logs, diverged, timings, details, plots,
-                              model=model)
+            result.plots["probe.png"] = lambda path: plot_probe(measured["probe"], reference["probe"], path,
+                                                                method.name, ctx.oracle)

@@ -1,5 +1,5 @@
 """Reading finished run directories: :func:`collect` gives one :class:`RunRecord` per usable
-metrics.json (:func:`_read_run` says why one is not), :func:`runs_frame` a runs x metrics table of
+metrics.json, one per part for a composed protocol's run (:func:`_read_runs` says why one is not), :func:`runs_frame` a runs x metrics table of
 them that the aggregation builds on."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -50,7 +50,40 @@ def _numbers(d: Any) -> dict[str, float]:
 
 
 def _read_run(f: Path) -> RunRecord | str:
-    """A RunRecord for metrics.json file ``f``, or why it cannot be used."""
+    """A RunRecord for metrics.json file ``f`` (a composed protocol's run: its first part's), or
+    why it cannot be used."""
+    recs = _read_runs(f)
+    return recs if isinstance(recs, str) else recs[0]
+
+
+def _part_label(part: str, spec: dict) -> str:
+    """The table a composed run's part ``part`` fills: the part's name with its own options (and
+    the stopping rule's tag), as a run of that protocol alone would be named."""
+    import inspect
+
+    from ..plugins import get_registry
+
+    opts = spec.get("protocol_options") or {}
+    try:
+        params = inspect.signature(get_registry().get("protocols", part).__init__).parameters
+        mine = {}
+        for key, v in opts.items():
+            owner, _, opt = key.rpartition(".")
+            if (owner == part or not owner) and opt in params:
+                mine[opt] = v
+        opts = mine
+    except MMUError:
+        pass  # its plugin is not installed here: keep every option in the name
+    if spec.get("stop_at"):
+        from ..stopping import StopRule
+
+        opts = opts | {"stop": StopRule.parse(spec["stop_at"]).tag}
+    return part + "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
+
+
+def _read_runs(f: Path) -> list[RunRecord] | str:
+    """RunRecords for metrics.json file ``f`` (one per part of a composed protocol such as
+    ``static+mia+attacks``, which fills each part's table), or why it cannot be used."""
     try:
         doc = json.loads(f.read_text())
     except OSError as e:
@@ -107,13 +140,19 @@ def _read_run(f: Path) -> RunRecord | str:
         except (AttributeError, TypeError):
             return "protocol.reference is not {attack: {model: {metric: value}}}"
     curves = proto.get("curves") if isinstance(proto, dict) and isinstance(proto.get("curves"), dict) else None
-    return RunRecord(path=f.parent, method=label, method_name=name, benchmark=benchmark, model=model,
+    rec = RunRecord(path=f.parent, method=label, method_name=name, benchmark=benchmark, model=model,
                      protocol=protocol, protocol_kind=kind, forget_split=split, seed=seed,
                      metrics=_numbers(doc["metrics"]), reference=reference,
                      diverged=bool(doc.get("diverged")) or doc["status"] == "diverged", curves=curves,
                      setting=setting, stop_rule=(doc.get("stop_rule") or {}).get("rule")
                      if isinstance(doc.get("stop_rule"), dict) else None,
                      hyper=dict(config.get("method", {}).get("hyper") or {}))
+    if "+" not in kind:
+        return [rec]
+    try:
+        return [replace(rec, protocol=_part_label(part, spec), protocol_kind=part) for part in kind.split("+")]
+    except MMUError as e:
+        return f"its protocol {kind!r}: {e}"
 
 
 def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | None = None) -> list[RunRecord]:
@@ -136,11 +175,11 @@ def collect(paths: Iterable[str | os.PathLike], warn: Callable[[str], None] | No
         if key in seen:
             continue
         seen.add(key)
-        rec = _read_run(f)
-        if isinstance(rec, str):
-            warn(f"skipping {f}: {rec}")
+        recs = _read_runs(f)
+        if isinstance(recs, str):
+            warn(f"skipping {f}: {recs}")
         else:
-            records.append(rec)
+            records.extend(recs)
     return records
 
 
