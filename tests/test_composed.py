@@ -68,6 +68,10 @@ def test_composed_run_equals_the_parts_run_alone_and_fills_each_table(cache_dir,
         if r.protocol in alone:
             assert alone[r.protocol].protocol_kind == r.protocol_kind
     assert set(alone) == {"mia", "attacks-attackspermute"}
+    from mmu_bench.leaderboard.provenance import provenance
+
+    assert provenance([], recs + list(alone.values()), "cmd")[0] == \
+        "Generated from 3 runs (5 table entries: a composed run counts once per part) by `cmd`."
 
 
 def test_cli_attacks_flag_goes_to_the_attacks_part():

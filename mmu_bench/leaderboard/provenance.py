@@ -15,7 +15,9 @@ def provenance(paths: Iterable[str | os.PathLike], records: list[RunRecord], com
     ``paths`` its counts, wall time, executor and hardware (written by ``mmu-bench sweep``)."""
     lines = []
     if command:
-        lines.append(f"Generated from {len(records)} runs by `{command}`.")
+        runs = len({r.path for r in records})  # a composed protocol's run fills several tables
+        entries = f" ({len(records)} table entries: a composed run counts once per part)" if runs != len(records) else ""
+        lines.append(f"Generated from {runs} runs{entries} by `{command}`.")
     for root in paths:
         root = Path(root)
         found = [root] if root.name == "sweep-summary.json" else (
