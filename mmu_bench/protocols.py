@@ -434,21 +434,7 @@ class ComposedProtocol:
     description = ""
 
     def __init__(self, **options: Any):
-        import inspect
-
-        from .errors import MMUError
-
-        taken: dict[type, dict[str, Any]] = {cls: {} for cls in self.parts}
-        for key, value in options.items():
-            part, _, opt = key.rpartition(".")  # "mia.attacks": that part's option of that name
-            owners = [cls for cls in self.parts if (not part or cls.name == part)
-                      and opt in inspect.signature(cls.__init__).parameters]
-            if len(owners) != 1:
-                hint = f"; name the part: {', '.join(f'{c.name}.{opt}' for c in owners)}" if owners else ""
-                raise MMUError(f"protocol {self.name!r}: option {key!r} is taken by "
-                               f"{'none' if not owners else 'more than one'} of its parts "
-                               f"({', '.join(c.name for c in self.parts)}){hint}")
-            taken[owners[0]][opt] = value
+        taken = split_options(self.name, self.parts, options)
         self.instances = [cls(**taken[cls]) for cls in self.parts]
 
     @classmethod
@@ -471,6 +457,27 @@ class ComposedProtocol:
         for part in self.instances[1:]:
             part.extend(result, method, benchmark, split, seed, eval_cfg)
         return result
+
+
+def split_options(name: str, parts: tuple, options: dict[str, Any]) -> dict[type, dict[str, Any]]:
+    """Each part's share of a composed protocol's ``options``: an option goes to the one part whose
+    constructor takes it; ``<part>.<option>`` names the part where several do."""
+    import inspect
+
+    from .errors import MMUError
+
+    taken: dict[type, dict[str, Any]] = {cls: {} for cls in parts}
+    for key, value in options.items():
+        part, _, opt = key.rpartition(".")  # "mia.attacks": that part's option of that name
+        owners = [cls for cls in parts if (not part or cls.name == part)
+                  and opt in inspect.signature(cls.__init__).parameters]
+        if len(owners) != 1:
+            hint = f"; name the part: {', '.join(f'{c.name}.{opt}' for c in owners)}" if owners else ""
+            raise MMUError(f"protocol {name!r}: option {key!r} is taken by "
+                           f"{'none' if not owners else 'more than one'} of its parts "
+                           f"({', '.join(c.name for c in parts)}){hint}")
+        taken[owners[0]][opt] = value
+    return taken
 
 
 def compose(name: str, lookup: Callable[[str], Any]) -> type:

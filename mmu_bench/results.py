@@ -34,13 +34,18 @@ def hyper_tag(overrides: dict[str, Any]) -> str:
     return "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
+def protocol_dirname(protocol: str, options: dict[str, Any] | None = None) -> str:
+    """A protocol's directory (and leaderboard table) name: its name, then each option as -KEYVALUE."""
+    return protocol + "".join(f"-{k}{v}" for k, v in sorted((options or {}).items()))
+
+
 def run_dir(out: str | os.PathLike, benchmark: str, model: str, method: str, protocol: str, split: str,
             seed: int, overrides: dict[str, Any], protocol_options: dict[str, Any] | None = None,
             setting: str = "visual", label: str | None = None) -> Path:
     """``label`` names the method's row instead of the hash of its changed hyper-parameters
     (``ga-tuned``); config.json still records every value."""
     safe_model = model.replace("/", "__").replace(":", "_")
-    proto = protocol + "".join(f"-{k}{v}" for k, v in sorted((protocol_options or {}).items()))
+    proto = protocol_dirname(protocol, protocol_options)
     mdir = f"{method}-{label}" if label else f"{method}{hyper_tag(overrides)}"
     return Path(out) / benchmark / safe_model / setting / mdir / proto / split / f"seed{seed}"
 

@@ -56,29 +56,21 @@ def _read_run(f: Path) -> RunRecord | str:
     return recs if isinstance(recs, str) else recs[0]
 
 
-def _part_label(part: str, spec: dict) -> str:
-    """The table a composed run's part ``part`` fills: the part's name with its own options (and
-    the stopping rule's tag), as a run of that protocol alone would be named."""
-    import inspect
-
+def _part_labels(kind: str, spec: dict) -> dict[str, str]:
+    """The table each part of composed protocol ``kind`` fills: the part's name with its own
+    options (and the stopping rule's tag), as a run of that part alone would be named."""
     from ..plugins import get_registry
+    from ..protocols import split_options
+    from ..results import protocol_dirname
 
-    opts = spec.get("protocol_options") or {}
-    try:
-        params = inspect.signature(get_registry().get("protocols", part).__init__).parameters
-        mine = {}
-        for key, v in opts.items():
-            owner, _, opt = key.rpartition(".")
-            if (owner == part or not owner) and opt in params:
-                mine[opt] = v
-        opts = mine
-    except MMUError:
-        pass  # its plugin is not installed here: keep every option in the name
+    cls = get_registry().get("protocols", kind)
+    taken = split_options(kind, cls.parts, spec.get("protocol_options") or {})
+    stop = {}
     if spec.get("stop_at"):
         from ..stopping import StopRule
 
-        opts = opts | {"stop": StopRule.parse(spec["stop_at"]).tag}
-    return part + "".join(f"-{k}{v}" for k, v in sorted(opts.items()))
+        stop = {"stop": StopRule.parse(spec["stop_at"]).tag}
+    return {part.name: protocol_dirname(part.name, taken[part] | stop) for part in cls.parts}
 
 
 def _read_runs(f: Path) -> list[RunRecord] | str:
@@ -150,7 +142,7 @@ def _read_runs(f: Path) -> list[RunRecord] | str:
     if "+" not in kind:
         return [rec]
     try:
-        return [replace(rec, protocol=_part_label(part, spec), protocol_kind=part) for part in kind.split("+")]
+        return [replace(rec, protocol=label, protocol_kind=part) for part, label in _part_labels(kind, spec).items()]
     except MMUError as e:
         return f"its protocol {kind!r}: {e}"
 
