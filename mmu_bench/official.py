@@ -35,6 +35,11 @@ LETTERS = ("A", "B", "C", "D")
 # Few-shot prompts reach ~500 tokens (MLLMU-Bench: one profile's five image questions, each with
 # its image): the tiny model's 256 positions are raised to this with the "official" style.
 OFFICIAL_CONTEXT = 1024
+# Text layers of a tiny zoo model trained in the official style. A letter answer takes one more
+# lookup than the suite's prompts (recall the answer, then find the option that holds it and read
+# its letter); with the default 2 layers the zoo knew its facts (loglik mcq 0.87-1.0) but named
+# the letter at 0.40-0.80 (docs/benchmarks.md).
+OFFICIAL_TEXT_LAYERS = 4
 
 
 # ---------------------------------------------------------------- protocol files
@@ -474,11 +479,26 @@ def style_protocol(world) -> str:
     return f"{name}/official" if own else "mllmu/official"  # CLEAR's is TOFU-style: no prompt layout to train
 
 
-def training_examples(items: Sequence[dict], pid: str, seed: int) -> list[tuple[str, list, str]]:
+def rotated_options(it: dict, r: int) -> dict:
+    """The mcq item with its options rotated left by ``r`` (the gold letter moves with them)."""
+    n = len(it["options"])
+    r %= n
+    return dict(it, options=list(it["options"][r:]) + list(it["options"][:r]),
+                answer_index=(it["answer_index"] - r) % n)
+
+
+def training_examples(items: Sequence[dict], pid: str, seed: int,
+                      mcq_rotations: int = 1) -> list[tuple[str, list, str]]:
     """(prompt, images, target) per item in the official layout: mcq and cloze with a few-shot
     prefix of other profiles half of the time (eval uses shots on the synthetic splits, not for
     real-person mcq), generation zero-shot. Targets follow the prompt's end: " A" after
-    "ASSISTANT:", "A" after "ASSISTANT: "."""
+    "ASSISTANT:", "A" after "ASSISTANT: ".
+
+    ``mcq_rotations`` > 1 asks each mcq item that many times, its options rotated (rotation 0 is
+    the item as evaluated): with one order per question a small model can learn a letter per
+    question instead of reading the options, and then fails to name the letter it knows."""
+    if mcq_rotations < 1:
+        raise MMUError(f"mcq_rotations {mcq_rotations}: expected an integer >= 1")
     doc = load_protocol(pid)
     rng = random.Random(f"{seed}|official-train")
     by_entity: dict[str, list[dict]] = defaultdict(list)
@@ -486,7 +506,9 @@ def training_examples(items: Sequence[dict], pid: str, seed: int) -> list[tuple[
         by_entity[it["entity_id"]].append(it)
     entities = list(by_entity)
     out = []
-    for it in items:
+    asked = [rotated_options(it, r) if r else it for it in items
+             for r in range(mcq_rotations if it["kind"] == "mcq" else 1)]
+    for it in asked:
         kind = it["kind"]
         task = doc["tasks"].get(kind)
         if task is None:
@@ -530,7 +552,8 @@ def styled_encode(recipe, world, adapter, items: Sequence[dict]):
     out = adapter.encode(items) if "suite" in st else []
     if "official" in st:
         pid = style_protocol(world)
-        out = out + encode_training(adapter, training_examples(items, pid, recipe.seed))
+        out = out + encode_training(adapter, training_examples(items, pid, recipe.seed,
+                                                               getattr(recipe, "mcq_rotations", 1)))
     return out
 
 

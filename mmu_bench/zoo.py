@@ -99,6 +99,11 @@ class ZooRecipe:
             "suite,official" adds every item again in its benchmark's official evaluation layout
             (mmu_bench/official.py: few-shot letter classification, fill-in-the-blank,
             generation), with a context long enough for the few-shot prompts.
+        mcq_rotations: with the official style, each multiple-choice item is asked this many
+            times with its options rotated, so the gold letter moves (1, default: the order it is
+            evaluated in; 4 puts the gold answer under every letter, but at the 700-step budget of
+            docs/benchmarks.md it under-trained every task). Unused, and not in the key, for the
+            default style.
         context_share: 0.25 (default) adds this share of every stage's items again inside a
             conversation (half after an instruction from ``conversation.TRAIN_INSTRUCTIONS``,
             half after an earlier turn about another fact of the same subject), so the models
@@ -118,6 +123,7 @@ class ZooRecipe:
     lora_alpha: int = 32
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     prompt_styles: str = "suite"
+    mcq_rotations: int = 1
     context_share: float = 0.25
 
     def fingerprint(self) -> dict:
@@ -128,6 +134,8 @@ class ZooRecipe:
             d = {k: v for k, v in d.items() if not k.startswith("lora_")}
         if self.prompt_styles == "suite":  # likewise: the default zoo keeps its key
             d.pop("prompt_styles")
+        if self.prompt_styles == "suite" or self.mcq_rotations == 1:  # 1: the recipe before rotations existed
+            d.pop("mcq_rotations")
         if not self.context_share:
             d.pop("context_share")
         return d
@@ -156,13 +164,14 @@ class Zoo:
             raise MMUError(f"zoo model {model!r}: expected a TinyLlavaConfig or 'hf:<hub id or folder>'")
         self.model_config = None if self.source else (model or TinyLlavaConfig())
         self.recipe = recipe or ZooRecipe()
-        from .official import OFFICIAL_CONTEXT, styles
+        from .official import OFFICIAL_CONTEXT, OFFICIAL_TEXT_LAYERS, styles
 
         if self.model_config is not None and "official" in styles(self.recipe):  # few-shot prompts are long
-            from dataclasses import replace
+            from dataclasses import replace  # and letter answers need a deeper model (official.py)
 
             self.model_config = replace(self.model_config,
-                                        max_positions=max(self.model_config.max_positions, OFFICIAL_CONTEXT))
+                                        max_positions=max(self.model_config.max_positions, OFFICIAL_CONTEXT),
+                                        text_layers=max(self.model_config.text_layers, OFFICIAL_TEXT_LAYERS))
         self.progress = progress
         self.device = pick_device(device)
         self.dtype = dtype

@@ -192,7 +192,12 @@ def test_zoo_prompt_styles_key(small_world, cache_dir):
     both = Zoo(small_world, recipe=ZooRecipe(prompt_styles="suite,official"), cache_dir=cache_dir,
                progress=False, device="cpu")
     assert both.key != plain.key and both.model_config.max_positions == 1024
+    assert both.model_config.text_layers == 4 and plain.model_config.text_layers == 2
     assert plain.model_config.max_positions == 256
+    # mcq rotations enter the key of an official-style zoo only (1: the recipe before them)
+    assert "mcq_rotations" not in ZooRecipe(mcq_rotations=2).fingerprint()
+    assert ZooRecipe(prompt_styles="suite,official", mcq_rotations=4).fingerprint()["mcq_rotations"] == 4
+    assert "mcq_rotations" not in ZooRecipe(prompt_styles="suite,official").fingerprint()
     with pytest.raises(MMUError, match="prompt_styles 'fancy'"):
         styles(ZooRecipe(prompt_styles="fancy"))
 
@@ -208,6 +213,30 @@ def test_training_examples_follow_the_prompts(tasks):
         assert target == (gold if prompt.endswith(" ") else " " + gold)
     assert any(p.count("Correct Answer:") for p, _, _ in out)  # some carry a few-shot prefix
     assert out == training_examples(items, PID, seed=0)
+
+
+def test_training_examples_rotate_mcq_options(tasks):
+    """Every mcq item asked once per rotation: the gold letter visits every position, the option
+    under it is always the gold answer, and rotation 0 asks the options as evaluated."""
+    items = tasks["forget"] + tasks["retain"]
+    mcq = [it for it in items if it["kind"] == "mcq"]
+    out = training_examples(items, PID, seed=0, mcq_rotations=4)
+    assert len(out) == len(items) + 3 * len(mcq)
+    rows = iter(out)
+    for it in items:
+        asked = [next(rows) for _ in range(4 if it["kind"] == "mcq" else 1)]
+        if it["kind"] != "mcq":
+            continue
+        letters = [t.strip() for _, _, t in asked]
+        assert sorted(letters) == list("ABCD")
+        assert letters[0] == "ABCD"[it["answer_index"]]
+        for (prompt, _, _), letter in zip(asked, letters):
+            query = prompt.rsplit("USER:", 1)[1]
+            assert f"\n{letter}: {it['options'][it['answer_index']]}\n" in query
+        first = asked[0][0].rsplit("USER:", 1)[1]
+        assert all(f"\n{k}: {o}\n" in first for k, o in zip("ABCD", it["options"]))
+    with pytest.raises(MMUError, match="mcq_rotations 0"):
+        training_examples(items, PID, seed=0, mcq_rotations=0)
 
 
 @pytest.fixture(scope="module")
