@@ -37,8 +37,8 @@ LETTERS = ("A", "B", "C", "D")
 OFFICIAL_CONTEXT = 1024
 # Text layers of a tiny zoo model trained in the official style. A letter answer takes one more
 # lookup than the suite's prompts (recall the answer, then find the option that holds it and read
-# its letter); with the default 2 layers the zoo knew its facts (loglik mcq 0.87-1.0) but named
-# the letter at 0.40-0.80 (docs/benchmarks.md).
+# its letter). Measured (docs/benchmarks.md): 2 layers knew the facts (loglik mcq 0.87-1.0) but
+# named the letter at 0.40-0.80; 4 raised forget/test to 0.90, retained items stay at 0.31-0.54.
 OFFICIAL_TEXT_LAYERS = 4
 
 
@@ -495,8 +495,8 @@ def training_examples(items: Sequence[dict], pid: str, seed: int,
     "ASSISTANT:", "A" after "ASSISTANT: ".
 
     ``mcq_rotations`` > 1 asks each mcq item that many times, its options rotated (rotation 0 is
-    the item as evaluated): with one order per question a small model can learn a letter per
-    question instead of reading the options, and then fails to name the letter it knows."""
+    the item as evaluated), so the gold answer sits under every letter and only reading the
+    options gives the letter (measured at 700 steps: it under-trains, docs/benchmarks.md)."""
     if mcq_rotations < 1:
         raise MMUError(f"mcq_rotations {mcq_rotations}: expected an integer >= 1")
     doc = load_protocol(pid)
