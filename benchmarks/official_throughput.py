@@ -68,10 +68,11 @@ def main(argv=None) -> int:
     else:
         from dataclasses import replace
 
-        from mmu_bench.official import OFFICIAL_CONTEXT
+        from mmu_bench.official import OFFICIAL_CONTEXT, OFFICIAL_TEXT_LAYERS
         from mmu_bench.tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
 
-        cfg = replace(TinyLlavaConfig(), max_positions=OFFICIAL_CONTEXT)
+        # the shape of an official-style zoo model (zoo.Zoo raises both for prompt_styles=official)
+        cfg = replace(TinyLlavaConfig(), max_positions=OFFICIAL_CONTEXT, text_layers=OFFICIAL_TEXT_LAYERS)
         tok = build_tokenizer(world.corpus(), cfg.vocab_size)
         tok.model_max_length = cfg.max_positions
         proc = build_processor(tok, cfg)

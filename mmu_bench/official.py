@@ -21,7 +21,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ import yaml
 from .errors import MMUError
 
 EVAL_PROTOCOLS = ("loglik", "official")
+TRAIN_SHOTS = ("half", "eval")  # ZooRecipe.train_shots
 PROMPT_STYLES = ("suite", "official")
 LETTERS = ("A", "B", "C", "D")
 # Few-shot prompts reach ~500 tokens (MLLMU-Bench: one profile's five image questions, each with
@@ -487,19 +488,27 @@ def rotated_options(it: dict, r: int) -> dict:
                 answer_index=(it["answer_index"] - r) % n)
 
 
-def training_examples(items: Sequence[dict], pid: str, seed: int,
-                      mcq_rotations: int = 1) -> list[tuple[str, list, str]]:
+def training_examples(items: Sequence[dict], pid: str, seed: int, mcq_rotations: int = 1,
+                      train_shots: str = "half",
+                      real_ids: Collection[str] = ()) -> list[tuple[str, list, str]]:
     """(prompt, images, target) per item in the official layout: mcq and cloze with a few-shot
-    prefix of other profiles half of the time (eval uses shots on the synthetic splits, not for
-    real-person mcq), generation zero-shot. Targets follow the prompt's end: " A" after
+    prefix of other profiles, generation zero-shot. Targets follow the prompt's end: " A" after
     "ASSISTANT:", "A" after "ASSISTANT: ".
+
+    ``train_shots`` "half" prefixes a random half of the mcq and cloze examples (the first
+    recipe); "eval" prefixes them wherever evaluation does (``fewshot_modes``): items of
+    ``real_ids`` are asked in the protocol's ``real`` mode (no mcq prefix in eval.py), the rest
+    with one.
 
     ``mcq_rotations`` > 1 asks each mcq item that many times, its options rotated (rotation 0 is
     the item as evaluated), so the gold answer sits under every letter and only reading the
     options gives the letter (measured at 700 steps: it under-trains, docs/benchmarks.md)."""
     if mcq_rotations < 1:
         raise MMUError(f"mcq_rotations {mcq_rotations}: expected an integer >= 1")
+    if train_shots not in TRAIN_SHOTS:
+        raise MMUError(f"train_shots {train_shots!r}: expected one of {', '.join(TRAIN_SHOTS)}")
     doc = load_protocol(pid)
+    real_ids = set(real_ids)
     rng = random.Random(f"{seed}|official-train")
     by_entity: dict[str, list[dict]] = defaultdict(list)
     for it in items:
@@ -514,7 +523,13 @@ def training_examples(items: Sequence[dict], pid: str, seed: int,
         if task is None:
             continue
         fewshot, images = "", []
-        if task["shots"] > 0 and rng.random() < 0.5:
+        half = rng.random() < 0.5 if task["shots"] > 0 else False  # drawn either way: "half" keeps its draws
+        if train_shots == "eval":
+            mode = doc["modes"]["real" if it["entity_id"] in real_ids else "retain"]
+            use = task["shots"] > 0 and mode in task["fewshot_modes"]
+        else:
+            use = half
+        if use:
             others = [e for e in entities if e != it["entity_id"]]
             for eid in sorted(rng.sample(others, min(task["shots"], len(others))), key=entities.index):
                 seen: set[str] = set()
@@ -552,8 +567,10 @@ def styled_encode(recipe, world, adapter, items: Sequence[dict]):
     out = adapter.encode(items) if "suite" in st else []
     if "official" in st:
         pid = style_protocol(world)
-        out = out + encode_training(adapter, training_examples(items, pid, recipe.seed,
-                                                               getattr(recipe, "mcq_rotations", 1)))
+        real = {it["entity_id"] for it in world.split_items("real")}
+        out = out + encode_training(adapter, training_examples(
+            items, pid, recipe.seed, getattr(recipe, "mcq_rotations", 1),
+            getattr(recipe, "train_shots", "half"), real))
     return out
 
 

@@ -104,6 +104,12 @@ class ZooRecipe:
             evaluated in; 4 puts the gold answer under every letter, but at the 700-step budget of
             docs/benchmarks.md it under-trained every task). Unused, and not in the key, for the
             default style.
+        train_shots: with the official style, which mcq and cloze examples get a few-shot prefix
+            of other profiles: "half" (default: a random half, real people included; the first
+            recipe, whose letter answers broke down after the prefix, docs/benchmarks.md) or
+            "eval" (wherever the official evaluation uses one: every cloze example, and every mcq
+            example except those about real people, which eval.py asks zero-shot). Unused, and
+            not in the key, for the default style or "half".
         context_share: 0.25 (default) adds this share of every stage's items again inside a
             conversation (half after an instruction from ``conversation.TRAIN_INSTRUCTIONS``,
             half after an earlier turn about another fact of the same subject), so the models
@@ -124,6 +130,7 @@ class ZooRecipe:
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     prompt_styles: str = "suite"
     mcq_rotations: int = 1
+    train_shots: str = "half"
     context_share: float = 0.25
 
     def fingerprint(self) -> dict:
@@ -136,6 +143,8 @@ class ZooRecipe:
             d.pop("prompt_styles")
         if self.prompt_styles == "suite" or self.mcq_rotations == 1:  # 1: the recipe before rotations existed
             d.pop("mcq_rotations")
+        if self.prompt_styles == "suite" or self.train_shots == "half":  # half: the recipe before the field
+            d.pop("train_shots")
         if not self.context_share:
             d.pop("context_share")
         return d

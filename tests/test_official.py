@@ -198,6 +198,10 @@ def test_zoo_prompt_styles_key(small_world, cache_dir):
     assert "mcq_rotations" not in ZooRecipe(mcq_rotations=2).fingerprint()
     assert ZooRecipe(prompt_styles="suite,official", mcq_rotations=4).fingerprint()["mcq_rotations"] == 4
     assert "mcq_rotations" not in ZooRecipe(prompt_styles="suite,official").fingerprint()
+    # likewise train_shots ("half": the recipe before it)
+    assert "train_shots" not in ZooRecipe(train_shots="eval").fingerprint()
+    assert "train_shots" not in ZooRecipe(prompt_styles="suite,official").fingerprint()
+    assert ZooRecipe(prompt_styles="suite,official", train_shots="eval").fingerprint()["train_shots"] == "eval"
     with pytest.raises(MMUError, match="prompt_styles 'fancy'"):
         styles(ZooRecipe(prompt_styles="fancy"))
 
@@ -237,6 +241,31 @@ def test_training_examples_rotate_mcq_options(tasks):
         assert all(f"\n{k}: {o}\n" in first for k, o in zip("ABCD", it["options"]))
     with pytest.raises(MMUError, match="mcq_rotations 0"):
         training_examples(items, PID, seed=0, mcq_rotations=0)
+
+
+def test_training_examples_prefix_as_evaluation(tasks):
+    """train_shots="eval": every cloze and every mcq example carries a few-shot prefix, except
+    mcq about real people (eval.py asks them zero-shot), generation none; "half" prefixes only
+    some, real people's mcq included; the draw is the same either way."""
+    items = tasks["forget"] + tasks["retain"]
+    real = {items[0]["entity_id"]}
+    assert any(it["kind"] == "mcq" and it["entity_id"] in real for it in items)
+    out = training_examples(items, PID, seed=0, train_shots="eval", real_ids=real)
+    half = training_examples(items, PID, seed=0, train_shots="half", real_ids=real)
+    assert half == training_examples(items, PID, seed=0)  # real_ids unused by "half"
+    n_half = 0
+    for (prompt, _, target), (hp, _, ht), it in zip(out, half, items):
+        prefixed = prompt.count("Correct Answer:") > 0
+        n_half += hp.count("Correct Answer:") > 0
+        if it["kind"] == "gen" or (it["kind"] == "mcq" and it["entity_id"] in real):
+            assert not prefixed, it["id"]
+        else:
+            assert prefixed, it["id"]
+        assert target == ht and prompt.endswith(hp.rsplit("USER:", 1)[1])  # same query, same target
+    prefixable = sum(it["kind"] != "gen" for it in items)
+    assert 0 < n_half < prefixable
+    with pytest.raises(MMUError, match="train_shots 'always'"):
+        training_examples(items, PID, seed=0, train_shots="always")
 
 
 @pytest.fixture(scope="module")
