@@ -180,13 +180,19 @@ class LlavaAdapter:
         return {"pixel_values": pixel_values}
 
     # ------------------------------------------------------------ scoring
-    def forward_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Token-mean NLL over the target tokens of the batch."""
+    def forward_loss(self, batch: dict[str, torch.Tensor], per_example: bool = False) -> torch.Tensor:
+        """Token-mean NLL over the target tokens of the batch; with ``per_example``, the mean of
+        each example's token-mean NLL (a one-letter answer weighs as much as a sentence)."""
         labels = batch["labels"]
         out = self.model(**{k: v for k, v in batch.items() if k != "labels"})
         logits = out.logits[:, :-1].float()
         tgt = labels[:, 1:]
-        return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
+        if not per_example:
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1),
+                                               ignore_index=-100)
+        nll = nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=-100, reduction="none")
+        mask = (tgt != -100).float()
+        return ((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
 
     def token_logprobs(self, encoded: Sequence[Encoded], batch_size: int = 64,
                        with_distribution: bool = False) -> list[dict[str, torch.Tensor]]:

@@ -50,6 +50,7 @@ MODEL_NAMES = ("base", "finetuned", "retrain", "retrain_visual")
 PINNED_DIR = Path(__file__).resolve().parent / "zoo_pinned"
 PINNED_MANIFEST = "MANIFEST.json"
 WEIGHTS = ("pinned", "local")
+LOSS_WEIGHTINGS = ("token", "example")  # ZooRecipe.loss_weighting
 
 
 def builtin_world(config: WorldConfig | None = None, **fields: Any) -> WorldSurface:
@@ -110,6 +111,10 @@ class ZooRecipe:
             "eval" (wherever the official evaluation uses one: every cloze example, and every mcq
             example except those about real people, which eval.py asks zero-shot). Unused, and
             not in the key, for the default style or "half".
+        loss_weighting: "token" (default) averages the training loss over every target token of
+            a batch, so a sentence answer outweighs a one-letter one; "example" averages each
+            example's token-mean loss, so every example weighs the same (for the official style's
+            one-letter mcq answers, docs/benchmarks.md). Not in the key when "token".
         context_share: 0.25 (default) adds this share of every stage's items again inside a
             conversation (half after an instruction from ``conversation.TRAIN_INSTRUCTIONS``,
             half after an earlier turn about another fact of the same subject), so the models
@@ -131,6 +136,7 @@ class ZooRecipe:
     prompt_styles: str = "suite"
     mcq_rotations: int = 1
     train_shots: str = "half"
+    loss_weighting: str = "token"
     context_share: float = 0.25
 
     def fingerprint(self) -> dict:
@@ -145,6 +151,8 @@ class ZooRecipe:
             d.pop("mcq_rotations")
         if self.prompt_styles == "suite" or self.train_shots == "half":  # half: the recipe before the field
             d.pop("train_shots")
+        if self.loss_weighting == "token":  # the recipe before the field
+            d.pop("loss_weighting")
         if not self.context_share:
             d.pop("context_share")
         return d
@@ -173,6 +181,9 @@ class Zoo:
             raise MMUError(f"zoo model {model!r}: expected a TinyLlavaConfig or 'hf:<hub id or folder>'")
         self.model_config = None if self.source else (model or TinyLlavaConfig())
         self.recipe = recipe or ZooRecipe()
+        if self.recipe.loss_weighting not in LOSS_WEIGHTINGS:
+            raise MMUError(f"zoo recipe loss_weighting {self.recipe.loss_weighting!r}: expected one of "
+                           f"{', '.join(LOSS_WEIGHTINGS)}")
         from .official import OFFICIAL_CONTEXT, OFFICIAL_TEXT_LAYERS, styles
 
         if self.model_config is not None and "official" in styles(self.recipe):  # few-shot prompts are long
@@ -330,8 +341,10 @@ class Zoo:
             plain = attach_lora(adapter, r.lora_rank, r.lora_alpha, r.lora_targets)
         adapter.model.train()
 
+        per_example = r.loss_weighting == "example"
+
         def loss_fn(step: int) -> torch.Tensor:
-            return adapter.forward_loss(adapter.collate(sampler.next()))
+            return adapter.forward_loss(adapter.collate(sampler.next()), per_example=per_example)
 
         t0 = time.time()
         with cpu_threads(ZOO_CPU_THREADS if adapter.device.type == "cpu" else None):

@@ -85,3 +85,24 @@ def test_option_scoring_with_kv_cache_matches_full_sequences(small_world):
         for q in range(4):
             ref = slow[4 * n + q]["logprobs"][:-1]  # without eos
             assert torch.allclose(fast[n][q], ref, atol=1e-4)
+
+
+def test_per_example_loss_weighs_every_example_alike(small_world):
+    """forward_loss(per_example=True) is the mean of each example's own token-mean NLL, so a
+    short answer counts as much as a long one; the default stays the token mean of the batch."""
+    proc, model = _tiny(small_world)
+    ad = LlavaAdapter(model, proc, "cpu")
+    items = small_world.split_items("forget_10")
+    short = min(items, key=lambda it: len(it["answer"]))
+    long = max(items, key=lambda it: len(it["answer"]))
+    enc = ad.encode([short, long])
+    assert len(enc[0].target_ids) < len(enc[1].target_ids)
+    model.eval()
+    with torch.no_grad():
+        each = [ad.forward_loss(ad.collate([e])) for e in enc]
+        per_example = ad.forward_loss(ad.collate(enc), per_example=True)
+        token = ad.forward_loss(ad.collate(enc))
+    n = [len(e.target_ids) for e in enc]
+    assert torch.allclose(per_example, (each[0] + each[1]) / 2, atol=1e-5)
+    assert torch.allclose(token, (each[0] * n[0] + each[1] * n[1]) / sum(n), atol=1e-5)
+    assert not torch.allclose(per_example, token, atol=1e-4)

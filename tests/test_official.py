@@ -202,6 +202,11 @@ def test_zoo_prompt_styles_key(small_world, cache_dir):
     assert "train_shots" not in ZooRecipe(train_shots="eval").fingerprint()
     assert "train_shots" not in ZooRecipe(prompt_styles="suite,official").fingerprint()
     assert ZooRecipe(prompt_styles="suite,official", train_shots="eval").fingerprint()["train_shots"] == "eval"
+    # loss weighting: in the key when not the token mean (the recipe before the field)
+    assert "loss_weighting" not in ZooRecipe(prompt_styles="suite,official").fingerprint()
+    assert ZooRecipe(loss_weighting="example").fingerprint()["loss_weighting"] == "example"
+    with pytest.raises(MMUError, match="loss_weighting 'sentence'"):
+        Zoo(small_world, recipe=ZooRecipe(loss_weighting="sentence"), cache_dir=cache_dir, progress=False)
     with pytest.raises(MMUError, match="prompt_styles 'fancy'"):
         styles(ZooRecipe(prompt_styles="fancy"))
 
