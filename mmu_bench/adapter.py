@@ -25,6 +25,9 @@ class Encoded:
     pixel_values: torch.Tensor | None  # (3, H, W) or None for text-only items
     #: images stacked in ``pixel_values`` along a new first dim (official few-shot prompts), else 0
     n_images: int = 0
+    #: training only: labels of the prompt's own tokens (-100 where unlabeled; the official few-shot
+    #: prefix's answers with ``ZooRecipe.label_shots``), else the prompt is unlabeled
+    prompt_labels: list[int] | None = None
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -143,7 +146,7 @@ class LlavaAdapter:
         seqs, labels = [], []
         for e in batch:
             ids = e.prompt_ids + (e.target_ids if with_targets else [])
-            lab = [-100] * len(e.prompt_ids) + (e.target_ids if with_targets else [])
+            lab = (e.prompt_labels or [-100] * len(e.prompt_ids)) + (e.target_ids if with_targets else [])
             seqs.append(ids)
             labels.append(lab)
         n = max(len(s) for s in seqs)

@@ -548,16 +548,42 @@ def training_examples(items: Sequence[dict], pid: str, seed: int, mcq_rotations:
     return out
 
 
-def encode_training(adapter, examples: Sequence[tuple[str, list, str]]):
-    """Encoded examples (prompt ids, target ids + eos, stacked pixels) for the zoo's trainer."""
+def shot_answer_labels(adapter, prompt: str, n_images: int, pid: str) -> list[int]:
+    """Labels of a raw prompt's tokens (as ``encode_prompt`` makes them): the token ids of each
+    few-shot answer (the text after a shot template's "Correct Answer: ", up to its line end),
+    -100 elsewhere. The prompt is tokenized whole, as evaluation tokenizes it."""
+    leads = set()
+    for task in load_protocol(pid)["tasks"].values():
+        for tmpl in (task.get("shot") or {}).values():
+            head, _, tail = tmpl.partition("{answer}")
+            leads.add((head.rsplit("\n", 1)[-1], tail[:1] or "\n"))
+    text = prompt.replace("<image>", adapter.image_token * adapter.n_image_tokens)
+    enc = adapter.tokenizer(text, return_offsets_mapping=True)
+    spans = [(m.start(1), m.end(1)) for lead, end in leads
+             for m in re.finditer(re.escape(lead) + "([^" + re.escape(end) + "]*)" + re.escape(end), text)]
+    last_user = text.rfind("USER:")  # the query's own turn is not a shot
+    spans = [(a, b) for a, b in spans if b <= last_user]
+    return [i if any(s < b and e > a for a, b in spans) and e > s else -100
+            for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])]
+
+
+def encode_training(adapter, examples: Sequence[tuple[str, list, str]], pid: str | None = None):
+    """Encoded examples (prompt ids, target ids + eos, stacked pixels) for the zoo's trainer;
+    with ``pid`` (``ZooRecipe.label_shots``), the few-shot prefix's answers are targets too."""
     from .adapter import Encoded
 
     cache: dict[int, torch.Tensor] = {}
     eos = adapter.tokenizer.eos_token_id
-    return [Encoded(encode_prompt(adapter, p, len(ims)),
-                    adapter.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos],
-                    _pixels(adapter, ims, cache), n_images=len(ims))
-            for p, ims, t in examples]
+    out = []
+    for p, ims, t in examples:
+        ids = encode_prompt(adapter, p, len(ims))
+        labels = shot_answer_labels(adapter, p, len(ims), pid) if pid is not None else None
+        if labels is not None and len(labels) != len(ids):  # both tokenize the same text
+            raise MMUError(f"shot labels of {len(labels)} tokens for a prompt of {len(ids)}: {p[:120]!r}")
+        out.append(Encoded(ids, adapter.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos],
+                           _pixels(adapter, ims, cache), n_images=len(ims),
+                           prompt_labels=labels if labels and any(x != -100 for x in labels) else None))
+    return out
 
 
 def styled_encode(recipe, world, adapter, items: Sequence[dict]):
@@ -570,7 +596,8 @@ def styled_encode(recipe, world, adapter, items: Sequence[dict]):
         real = {it["entity_id"] for it in world.split_items("real")}
         out = out + encode_training(adapter, training_examples(
             items, pid, recipe.seed, getattr(recipe, "mcq_rotations", 1),
-            getattr(recipe, "train_shots", "half"), real))
+            getattr(recipe, "train_shots", "half"), real),
+            pid if getattr(recipe, "label_shots", False) else None)
     return out
 
 

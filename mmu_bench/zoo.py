@@ -111,6 +111,11 @@ class ZooRecipe:
             "eval" (wherever the official evaluation uses one: every cloze example, and every mcq
             example except those about real people, which eval.py asks zero-shot). Unused, and
             not in the key, for the default style or "half".
+        label_shots: with the official style, the answers inside a few-shot prefix (each shot's
+            letter or blank after "Correct Answer:") are training targets too, besides the
+            query's: every shot is an item of the training data, so a prompt teaches its shots'
+            answers, the first of them without a prefix (False, default: only the query's answer;
+            not in the key).
         loss_weighting: "token" (default) averages the training loss over every target token of
             a batch, so a sentence answer outweighs a one-letter one; "example" averages each
             example's token-mean loss, so every example weighs the same (for the official style's
@@ -136,6 +141,7 @@ class ZooRecipe:
     prompt_styles: str = "suite"
     mcq_rotations: int = 1
     train_shots: str = "half"
+    label_shots: bool = False
     loss_weighting: str = "token"
     context_share: float = 0.25
 
@@ -151,6 +157,8 @@ class ZooRecipe:
             d.pop("mcq_rotations")
         if self.prompt_styles == "suite" or self.train_shots == "half":  # half: the recipe before the field
             d.pop("train_shots")
+        if self.prompt_styles == "suite" or not self.label_shots:  # False: the recipe before the field
+            d.pop("label_shots")
         if self.loss_weighting == "token":  # the recipe before the field
             d.pop("loss_weighting")
         if not self.context_share:

@@ -13,8 +13,8 @@ from PIL import Image
 
 from mmu_bench.errors import MMUError
 from mmu_bench.evaluate import EvalConfig, evaluate
-from mmu_bench.official import (build_examples, load_protocol, parse_answer, parse_letter, protocol_id,
-                                score, styles, training_examples)
+from mmu_bench.official import (build_examples, encode_training, load_protocol, parse_answer, parse_letter,
+                                protocol_id, protocol_strings, score, styles, training_examples)
 from mmu_bench.zoo import Zoo, ZooRecipe
 
 PID = "mllmu/official"
@@ -271,6 +271,40 @@ def test_training_examples_prefix_as_evaluation(tasks):
     assert 0 < n_half < prefixable
     with pytest.raises(MMUError, match="train_shots 'always'"):
         training_examples(items, PID, seed=0, train_shots="always")
+
+
+def test_label_shots_marks_every_shot_answer_and_nothing_else(tasks):
+    """label_shots: the prompt's labels are exactly the few-shot answers (each shot's letter or
+    blank after "Correct Answer:"), tokenized with the whole prompt as evaluation does; the
+    query's own target is unchanged, and without it the prompt is unlabeled."""
+    import re
+
+    from mmu_bench.adapter import LlavaAdapter
+    from mmu_bench.tiny_model import TinyLlavaConfig, build_model, build_processor, build_tokenizer
+
+    items = tasks["forget"] + tasks["retain"]
+    ex = training_examples(items, PID, seed=0, train_shots="eval")
+    corpus = [p + t for p, _, t in ex] + protocol_strings(PID)
+    tok = build_tokenizer(corpus, 400)
+    cfg = TinyLlavaConfig(max_positions=1024)
+    ad = LlavaAdapter(build_model(tok, cfg, seed=0), build_processor(tok, cfg), "cpu")
+    plain = encode_training(ad, ex)
+    labeled = encode_training(ad, ex, PID)
+    n_prefixed = 0
+    for (prompt, _, _), a, b in zip(ex, plain, labeled):
+        assert a.prompt_labels is None and (a.prompt_ids, a.target_ids) == (b.prompt_ids, b.target_ids)
+        answers = re.findall(r"Correct Answer: ([^\n]*)\n", prompt)
+        if not answers:
+            assert b.prompt_labels is None
+            continue
+        n_prefixed += 1
+        assert len(b.prompt_labels) == len(b.prompt_ids)
+        got = [i for i in b.prompt_labels if i != -100]
+        assert all(i == j for i, j in zip(b.prompt_labels, b.prompt_ids) if i != -100)
+        assert tok.decode(got).replace(" ", "") == "".join(answers).replace(" ", "")
+        batch = ad.collate([b])["labels"][0].tolist()
+        assert batch == b.prompt_labels + b.target_ids
+    assert n_prefixed > 0
 
 
 @pytest.fixture(scope="module")
