@@ -251,12 +251,15 @@ def _pixels(adapter, images: Sequence[Any], cache: dict[int, torch.Tensor]) -> t
     return torch.stack([cache[id(im)] for im in images])
 
 
-def encode_prompt(adapter, prompt: str, n_images: int) -> list[int]:
+def encode_prompt(adapter, prompt: str, n_images: int, check_only: bool = False) -> list[int]:
     """Token ids of a raw prompt as ``processor(text=prompt, images=...)`` makes them: every
-    "<image>" expanded to the model's visual tokens, bos prepended by the tokenizer."""
+    "<image>" expanded to the model's visual tokens, bos prepended by the tokenizer
+    (``check_only``: only check the placeholders against the images)."""
     if prompt.count("<image>") != n_images:
         raise MMUError(f"official prompt has {prompt.count('<image>')} <image> placeholders for "
                        f"{n_images} images: {prompt[:120]!r}")
+    if check_only:
+        return []
     text = prompt.replace("<image>", adapter.image_token * adapter.n_image_tokens)
     return adapter.tokenizer(text)["input_ids"]
 
@@ -548,23 +551,32 @@ def training_examples(items: Sequence[dict], pid: str, seed: int, mcq_rotations:
     return out
 
 
-def shot_answer_labels(adapter, prompt: str, n_images: int, pid: str) -> list[int]:
-    """Labels of a raw prompt's tokens (as ``encode_prompt`` makes them): the token ids of each
-    few-shot answer (the text after a shot template's "Correct Answer: ", up to its line end),
-    -100 elsewhere. The prompt is tokenized whole, as evaluation tokenizes it."""
+@functools.lru_cache(maxsize=None)
+def _shot_answer_pattern(pid: str) -> re.Pattern:
+    """A shot's answer in a raw prompt: the text after each shot template's lead ("Correct
+    Answer: ") up to the character that follows it (its line end)."""
     leads = set()
     for task in load_protocol(pid)["tasks"].values():
         for tmpl in (task.get("shot") or {}).values():
             head, _, tail = tmpl.partition("{answer}")
             leads.add((head.rsplit("\n", 1)[-1], tail[:1] or "\n"))
+    return re.compile("|".join(f"{re.escape(lead)}(?P<a{i}>[^{re.escape(end)}]*){re.escape(end)}"
+                               for i, (lead, end) in enumerate(sorted(leads))))
+
+
+def shot_answer_labels(adapter, prompt: str, n_images: int, pid: str) -> tuple[list[int], list[int]]:
+    """(token ids as ``encode_prompt`` makes them, labels): the labels are the token ids of each
+    few-shot answer, -100 elsewhere. The prompt is tokenized once, whole, as evaluation does."""
+    encode_prompt(adapter, prompt, n_images, check_only=True)
     text = prompt.replace("<image>", adapter.image_token * adapter.n_image_tokens)
     enc = adapter.tokenizer(text, return_offsets_mapping=True)
-    spans = [(m.start(1), m.end(1)) for lead, end in leads
-             for m in re.finditer(re.escape(lead) + "([^" + re.escape(end) + "]*)" + re.escape(end), text)]
     last_user = text.rfind("USER:")  # the query's own turn is not a shot
+    spans = [m.span(g) for m in _shot_answer_pattern(pid).finditer(text)
+             for g, v in m.groupdict().items() if v is not None]
     spans = [(a, b) for a, b in spans if b <= last_user]
-    return [i if any(s < b and e > a for a, b in spans) and e > s else -100
-            for i, (s, e) in zip(enc["input_ids"], enc["offset_mapping"])]
+    ids = enc["input_ids"]
+    return ids, [i if e > s and any(s < b and e > a for a, b in spans) else -100
+                 for i, (s, e) in zip(ids, enc["offset_mapping"])]
 
 
 def encode_training(adapter, examples: Sequence[tuple[str, list, str]], pid: str | None = None):
@@ -576,10 +588,10 @@ def encode_training(adapter, examples: Sequence[tuple[str, list, str]], pid: str
     eos = adapter.tokenizer.eos_token_id
     out = []
     for p, ims, t in examples:
-        ids = encode_prompt(adapter, p, len(ims))
-        labels = shot_answer_labels(adapter, p, len(ims), pid) if pid is not None else None
-        if labels is not None and len(labels) != len(ids):  # both tokenize the same text
-            raise MMUError(f"shot labels of {len(labels)} tokens for a prompt of {len(ids)}: {p[:120]!r}")
+        if pid is None:
+            ids, labels = encode_prompt(adapter, p, len(ims)), None
+        else:
+            ids, labels = shot_answer_labels(adapter, p, len(ims), pid)
         out.append(Encoded(ids, adapter.tokenizer(t, add_special_tokens=False)["input_ids"] + [eos],
                            _pixels(adapter, ims, cache), n_images=len(ims),
                            prompt_labels=labels if labels and any(x != -100 for x in labels) else None))
